@@ -1,0 +1,24 @@
+"""The `headwater` command. Each concern keeps its subcommands in `headwater/commands/`."""
+
+from __future__ import annotations
+
+import click
+
+from headwater.commands.audience import audience
+from headwater.commands.build import build
+from headwater.commands.demo import demo
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="headwater")
+def cli() -> None:
+    """Headwater: identity, profiles, audiences and activation in your own warehouse."""
+
+
+cli.add_command(build)
+cli.add_command(demo)
+cli.add_command(audience)
+
+
+def main() -> None:
+    cli()

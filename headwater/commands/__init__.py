@@ -1,0 +1,1 @@
+"""Subcommands of `headwater`, one module per concern."""
