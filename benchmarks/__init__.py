@@ -1,0 +1,1 @@
+"""Headwater's benchmarks: `python -m benchmarks [NAME ...] [--quick]`."""
