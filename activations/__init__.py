@@ -1,0 +1,1 @@
+"""Reverse ETL: deliver what the warehouse decided to email, SMS, ad and webhook destinations."""

@@ -1,0 +1,1 @@
+"""Destination clients, one module per vendor, all speaking `activations.destinations.base`."""

@@ -1,0 +1,102 @@
+"""The contract between the sync engine and a destination client.
+
+The engine decides *what* to send (the diff, consent, templates, idempotency keys) and records
+outcomes; a destination only knows *how* its vendor wants it: request shapes, batch limits,
+identifier normalization and hashing, and how to read per-record errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol
+
+
+class Action(StrEnum):
+    """What a record asks the destination to do."""
+
+    ADD = "add"  # a new member of the audience (upsert + add to list/audience)
+    UPDATE = "update"  # a member whose mapped fields changed
+    REMOVE = "remove"  # no longer a member (mirror mode)
+    SEND = "send"  # append mode: an event or a message (journey steps, SMS, webhooks)
+
+
+class Outcome(StrEnum):
+    """How one record fared."""
+
+    DELIVERED = "delivered"  # the vendor accepted it
+    REJECTED = "rejected"  # the vendor refused this record; retried next run, dead-lettered after N
+    RETRY = "retry"  # not attempted or transient; safe to send again with the same key
+
+
+@dataclass(frozen=True)
+class Record:
+    """One row of a diff, mapped to the destination's fields."""
+
+    profile_id: str
+    action: Action
+    # Destination field name -> value, after mapping and templates (identifiers in plain text:
+    # the destination normalizes and hashes as its vendor requires).
+    fields: Mapping[str, Any]
+    # Stable across retries and crashes: the same record always carries the same key.
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """The destination's answer for one record."""
+
+    idempotency_key: str
+    outcome: Outcome
+    status_code: int | None = None
+    # The vendor's reason, verbatim where it gives one (never a credential).
+    error: str | None = None
+    # The vendor's id for what was created (Twilio message SID, Klaviyo profile id...).
+    external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DestinationConfig:
+    """Where and how to reach a destination; secrets come from the environment."""
+
+    # Destination kind, e.g. "sendgrid"; selects the client module.
+    kind: str
+    # API root; HEADWATER_<KIND>_BASE_URL overrides it (tests point it at a local stand-in).
+    base_url: str
+    # Credentials by name (api_key, account_sid, auth_token...), read from the environment.
+    credentials: Mapping[str, str] = field(default_factory=dict)
+    # Vendor-specific settings (list id, audience id, customer id, from number...).
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Destination(Protocol):
+    """A vendor client. Implementations live in activations/destinations/<vendor>.py."""
+
+    # Largest batch the vendor's contract allows for one request.
+    max_batch_size: ClassVar[int]
+    # Actions this destination supports; the engine refuses a sync that asks for others.
+    supported_actions: ClassVar[frozenset[Action]]
+
+    def send_batch(self, records: Sequence[Record]) -> list[RecordResult]:
+        """Deliver a batch (at most max_batch_size, one action), one result per record.
+
+        Transient whole-request failures that survive the HTTP layer's retries raise
+        `TransientDestinationError`; the engine leaves those records pending for the next run.
+        """
+        ...
+
+
+class TransientDestinationError(RuntimeError):
+    """The request could not be completed now (timeouts, 5xx, 429 beyond the retry budget)."""
+
+
+class DestinationConfigError(ValueError):
+    """The sync's destination settings are wrong; the message says which field and why."""
+
+
+def result_for_all(
+    records: Sequence[Record], outcome: Outcome, status_code: int | None, error: str | None = None
+) -> list[RecordResult]:
+    """The same answer for every record of a batch (vendors that answer per request)."""
+    return [RecordResult(r.idempotency_key, outcome, status_code, error) for r in records]
