@@ -1,0 +1,120 @@
+{#-
+  Every raw.events row with its normalized columns and its fate: kept (the first copy of a valid
+  message), collapsed (an identical re-delivery), or quarantined with a reason. stg_events,
+  quarantined_records and stg_collapsed_records all read this, so the rules live in one place.
+-#}
+with source as (
+
+    select
+        *,
+        {{ headwater.trimmed('message_id') }} as _key,
+        count(*) over (partition by {{ headwater.trimmed('message_id') }}) as _copies
+    from {{ source('raw', 'events') }}
+
+),
+
+fingerprinted as (
+
+    select
+        *,
+        -- Only messages that arrived more than once (or have no id) need a fingerprint.
+        case when _copies > 1 or _key is null then {{ headwater.row_fingerprint([
+            '_key', 'type', 'event', 'user_id', 'anonymous_id', 'previous_id',
+            headwater.json_to_text('traits'), headwater.json_to_text('properties'),
+            headwater.json_to_text('context'), headwater.event_timestamp_column()]) }}
+        end as _fingerprint
+    from source
+
+),
+
+ranked as (
+
+    select
+        *,
+        row_number() over (
+            partition by _key order by received_at nulls last, _fingerprint
+        ) as _copy_rank
+    from fingerprinted
+
+),
+
+with_first as (
+
+    select
+        *,
+        first_value(_fingerprint) over (
+            partition by _key order by received_at nulls last, _fingerprint
+            rows between unbounded preceding and unbounded following
+        ) as _first_fingerprint
+    from ranked
+
+),
+
+normalized as (
+
+    select
+        *,
+        lower({{ headwater.trimmed('type') }}) as _message_type,
+        {{ headwater.trimmed('event') }} as _event_name,
+        {{ headwater.trimmed('user_id') }} as _user_id,
+        {{ headwater.trimmed('anonymous_id') }} as _anonymous_id,
+        {{ headwater.trimmed('previous_id') }} as _previous_id
+    from with_first
+
+)
+
+select
+    _key as message_id,
+    _message_type as message_type,
+    _event_name as event_name,
+    _user_id as user_id,
+    _anonymous_id as anonymous_id,
+    _previous_id as previous_id,
+    {{ headwater.trimmed(headwater.json_text('context', 'device.id')) }} as device_id,
+    {{ headwater.normalize_email('coalesce(' ~ headwater.json_text('traits', 'email') ~ ', '
+        ~ headwater.json_text('context', 'traits.email') ~ ')') }} as email,
+    {{ headwater.normalize_phone(
+        'coalesce(' ~ headwater.json_text('traits', 'phone') ~ ', '
+            ~ headwater.json_text('context', 'traits.phone') ~ ')',
+        country_expr='coalesce(' ~ headwater.json_text('traits', 'address.country') ~ ', '
+            ~ headwater.json_text('context', 'traits.address.country') ~ ')') }} as phone,
+    {{ headwater.trimmed('coalesce(' ~ headwater.json_text('traits', 'first_name') ~ ', '
+        ~ headwater.json_text('context', 'traits.first_name') ~ ')') }} as first_name,
+    {{ headwater.trimmed('coalesce(' ~ headwater.json_text('traits', 'last_name') ~ ', '
+        ~ headwater.json_text('context', 'traits.last_name') ~ ')') }} as last_name,
+    {{ headwater.trimmed(headwater.json_text('properties', 'cart_id')) }} as cart_id,
+    {{ headwater.trimmed(headwater.json_text('properties', 'order_id')) }} as order_id,
+    coalesce(
+        {{ headwater.json_number('properties', 'revenue') }},
+        {{ headwater.json_number('properties', 'total') }}
+    ) as revenue,
+    upper({{ headwater.trimmed(headwater.json_text('properties', 'currency')) }}) as currency,
+    {{ headwater.json_array('properties', 'products') }} as products,
+    properties,
+    context,
+    {{ headwater.event_timestamp_column() }} as event_at,
+    received_at,
+    case
+        when _key is null then 'missing_message_id'
+        when _copy_rank > 1 and _fingerprint = _first_fingerprint then null
+        when _copy_rank > 1 then 'duplicate_message_id'
+        when _message_type is null
+            or _message_type not in ('track', 'identify', 'page', 'screen', 'alias', 'group')
+            then 'unknown_type'
+        when {{ headwater.event_timestamp_column() }} is null then 'missing_timestamp'
+        when received_at is null then 'missing_received_at'
+        when _message_type = 'track' and _event_name is null then 'track_without_event'
+        when _user_id is null and _anonymous_id is null then 'missing_identity'
+        when _message_type = 'alias' and _previous_id is null then 'alias_without_previous_id'
+    end as quarantine_reason,
+    case when _key is not null and _copy_rank > 1 and _fingerprint = _first_fingerprint
+        then 'exact_duplicate' end as collapse_reason,
+    coalesce(_key, 'row:' || _fingerprint) as record_key,
+    {{ headwater.json_object_text([
+        ('message_id', 'message_id'), ('type', 'type'), ('event', 'event'),
+        ('user_id', 'user_id'), ('anonymous_id', 'anonymous_id'),
+        ('previous_id', 'previous_id'), ('traits', 'traits'), ('properties', 'properties'),
+        ('context', 'context'), ('timestamp', headwater.event_timestamp_column()), ('received_at', 'received_at')]) }}
+        as raw_payload,
+    received_at as landed_at
+from normalized
