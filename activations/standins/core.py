@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from activations.standins.faults import Fault, FaultInjector, FaultPlan
-from activations.standins.specs import SpecValidators
+from activations.standins.specs import OperationRef, SpecValidators, Violation
 
 HOST = "127.0.0.1"  # never any other address
 ADMIN_PREFIX = "/__headwater/"
@@ -125,6 +125,36 @@ class StandinConfig:
     validation: str = "full"
     log_size: int = 10_000
     specs_dir: str | None = None
+    # Requests allowed per window; beyond it the vendor's 429 (None = never throttle by count).
+    # The counters also feed the vendors' rate-limit headers.
+    rate_limit: int | None = None
+    rate_window_seconds: float = 1.0
+
+
+class RateCounter:
+    """Fixed-window request counter (vendors document fixed windows with a reset time)."""
+
+    def __init__(self, limit: int | None, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self._lock = threading.Lock()
+        self._start = time.time()
+        self._count = 0
+
+    def hit(self) -> bool:
+        """Count one request; False when it is over the limit."""
+        with self._lock:
+            now = time.time()
+            if now - self._start >= self.window:
+                self._start, self._count = now, 0
+            self._count += 1
+            return self.limit is None or self._count <= self.limit
+
+    def status(self, default_limit: int) -> tuple[int, int, float]:
+        """(limit, remaining, reset as epoch seconds)."""
+        with self._lock:
+            limit = self.limit if self.limit is not None else default_limit
+            return limit, max(0, limit - self._count), self._start + self.window
 
 
 class Standin:
@@ -153,6 +183,7 @@ class Standin:
         self._writer: threading.Thread | None = None
         self._stopping = threading.Event()
         self._dirty = threading.Event()
+        self.rate = RateCounter(self.config.rate_limit, self.config.rate_window_seconds)
         self.request_count = 0
 
     # ---- what a vendor subclass provides ------------------------------------------------------
@@ -235,6 +266,10 @@ class Standin:
         """Answer the next `count` vendor requests with `fault`."""
         self.faults.script(fault, count)
 
+    def violations(self, ref: OperationRef, body: Any) -> list[Violation]:
+        """The body's violations of the vendor spec, per the configured validation mode."""
+        return self.specs.validate(ref, body, self.config.validation)
+
     def request_log(self) -> list[LoggedRequest]:
         with self.lock:
             return list(self._log)
@@ -283,6 +318,8 @@ class Standin:
         if denied is not None:
             return denied, None
         fault = self.faults.draw()
+        if fault is None and not self.rate.hit():
+            fault = Fault("429", retry_after=self.config.rate_window_seconds)
         if fault is not None and fault.phase == "before":
             return self._fault_response(fault), fault
         try:
