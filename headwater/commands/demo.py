@@ -1,13 +1,131 @@
-"""`headwater demo`: generate a synthetic e-commerce world, build it, summarise it."""
+"""`headwater demo`: generate a synthetic e-commerce world, build it, summarise it.
+
+The summary is a list of sections, one function each (`SECTIONS`): a later part adds its own
+(profiles, identity, audiences) by appending a function that takes the open warehouse
+connection and the WorldStats and returns a rich renderable, or None to skip itself.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+
 import click
+import duckdb
+from rich.console import Console, RenderableType
+from rich.table import Table
+
+from headwater.config import Settings
+from headwater.dbt import run_dbt
+from headwater.demo import WorldStats, generate_world
+from headwater.warehouse import connect
+
+Section = Callable[[duckdb.DuckDBPyConnection, WorldStats], RenderableType | None]
+
+
+def _table(title: str, rows: list[tuple[str, object]], key: str = "what") -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column(key)
+    table.add_column("rows", justify="right")
+    for name, value in rows:
+        table.add_row(name, f"{value:,}" if isinstance(value, int) else str(value))
+    return table
+
+
+def raw_section(con: duckdb.DuckDBPyConnection, stats: WorldStats) -> RenderableType:
+    return _table("Raw rows landed", list(stats.raw_rows.items()), key="raw table")
+
+
+def dirt_section(con: duckdb.DuckDBPyConnection, stats: WorldStats) -> RenderableType:
+    rows = list(stats.dirt.items()) + [
+        (f"phone format: {fmt}", n) for fmt, n in stats.phone_formats.items()]
+    return _table("Dirt injected on purpose", rows, key="kind")
+
+
+def world_section(con: duckdb.DuckDBPyConnection, stats: WorldStats) -> RenderableType:
+    return _table(f"World (seed {stats.seed}, as of {stats.as_of:%Y-%m-%d %H:%M} UTC)",
+                  [("customers", stats.customers), *stats.facts.items()], key="fact")
+
+
+def staging_section(con: duckdb.DuckDBPyConnection, stats: WorldStats) -> RenderableType | None:
+    if not _has_table(con, "quarantined_records"):
+        return None
+    rows = [(f"{t}: {model}", n) for t, model, n in con.execute("""
+        select t, model, n from (
+            select 'kept' as t, 'stg_events' as model, count(*) as n from stg_events
+            union all select 'kept', 'stg_orders', count(*) from stg_orders
+            union all select 'kept', 'stg_crm_contacts', count(*) from stg_crm_contacts
+            union all select 'kept', 'stg_consent', count(*) from stg_consent
+            union all select 'collapsed', source_table || ' / ' || reason, sum(collapsed_rows)
+                from stg_collapsed_records group by all
+            union all select 'quarantined', source_table || ' / ' || reason, count(*)
+                from quarantined_records group by all
+        ) order by t desc, model
+    """).fetchall()]
+    return _table("Staging: kept, collapsed, quarantined", rows, key="outcome")
+
+
+SECTIONS: list[Section] = [world_section, raw_section, dirt_section, staging_section]
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(con.execute(
+        "select count(*) from information_schema.tables where table_name = ?", [name]
+    ).fetchone()[0])
+
+
+def _fresh_warehouse(settings: Settings) -> None:
+    """A demo run starts from a clean warehouse file: the old one (and its WAL) is removed."""
+    for path in (settings.duckdb_path, settings.duckdb_path.with_name(
+            settings.duckdb_path.name + ".wal")):
+        if path.exists():
+            path.unlink()
 
 
 @click.command()
 @click.option("--customers", default=2000, show_default=True, help="How many real customers.")
 @click.option("--seed", default=7, show_default=True, help="Random seed; same seed, same world.")
-def demo(customers: int, seed: int) -> None:
-    """Generate the demo world into the warehouse, build every model and print a summary."""
-    raise click.ClickException("not implemented yet")
+@click.option("--as-of", "as_of", default=None,
+              help="'Now' of the world as an ISO timestamp (UTC); default: now, to the minute.")
+@click.option("--skip-build", is_flag=True, help="Only generate the raw tables; do not run dbt.")
+def demo(customers: int, seed: int, as_of: str | None, skip_build: bool) -> None:
+    """Generate the demo world into the warehouse, build every model and print a summary.
+
+    This REPLACES the warehouse file at HEADWATER_DUCKDB_PATH.
+    """
+    settings = Settings.from_env()
+    if settings.target != "duckdb":
+        raise click.ClickException(
+            f"headwater demo writes a local DuckDB warehouse; HEADWATER_TARGET is "
+            f"{settings.target!r}. Unset it (or set it to duckdb) to run the demo.")
+    try:
+        when = (datetime.fromisoformat(as_of) if as_of
+                else datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0))
+    except ValueError as exc:
+        raise click.BadParameter(f"{as_of!r} is not an ISO timestamp such as "
+                                 "2025-06-01T12:00:00", param_hint="--as-of") from exc
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC).replace(tzinfo=None)
+    console = Console()
+    _fresh_warehouse(settings)
+    with console.status(f"Generating {customers:,} customers into {settings.duckdb_path}"):
+        con = connect(settings.duckdb_path, wait_seconds=30)
+        try:
+            stats = generate_world(con, customers=customers, seed=seed, as_of=when)
+        finally:
+            con.close()
+    if not skip_build:
+        console.rule("dbt build")
+        run_dbt("build", ["--vars", json.dumps({"as_of": when.isoformat()})], settings)
+        console.rule("Summary")
+    # Read-write on purpose: dbt-duckdb may still hold the file open in this process, and DuckDB
+    # refuses a second connection with a different configuration.
+    con = connect(settings.duckdb_path, wait_seconds=30)
+    try:
+        for section in SECTIONS:
+            renderable = section(con, stats)
+            if renderable is not None:
+                console.print(renderable)
+    finally:
+        con.close()

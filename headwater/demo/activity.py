@@ -55,7 +55,7 @@ def _positions(counts: np.ndarray) -> np.ndarray:
 def build_activity(pop: Population, rng: np.random.Generator, as_of_us: int) -> Activity:
     n = pop.n
     window_days = (pop.last_active_us - pop.first_seen_us) / DAY_US
-    extra = rng.poisson(0.7 * pop.engagement * window_days / 365)
+    extra = rng.poisson(0.5 * pop.engagement * window_days / 365)
     n_sess = np.maximum(1 + extra, pop.n_devices)
     owner = np.repeat(np.arange(n), n_sess)
     pos = _positions(n_sess)
@@ -101,10 +101,10 @@ def build_activity(pop: Population, rng: np.random.Generator, as_of_us: int) -> 
 
     # The funnel. Affinity drives both adding to cart and completing checkout.
     aff = pop.buy_affinity[session_customer]
-    pages = 1 + rng.poisson(0.5, S)
+    pages = 1 + rng.poisson(0.3, S)
     viewed = rng.random(S) < 0.7
-    added = viewed & (rng.random(S) < 0.2 + 0.3 * aff)
-    checkout = added & (rng.random(S) < 0.6)
+    added = viewed & (rng.random(S) < 0.3 + 0.4 * aff)
+    checkout = added & (rng.random(S) < 0.7)
     completed = checkout & (rng.random(S) < aff)
     viewed |= open_flag
     added |= open_flag
@@ -135,7 +135,8 @@ def build_activity(pop: Population, rng: np.random.Generator, as_of_us: int) -> 
     mobile = pop.device_mobile[np.minimum(session_device, n_devices_total - 1)][e_sess]
     mobile &= session_device[e_sess] < n_devices_total
     kind = np.where(e_pos < e_pages, np.where(mobile, SCREEN, PAGE), VIEWED + e_pos - e_pages)
-    e_us = session_us[e_sess] + e_pos * 40 * SECOND_US + rng.integers(0, 20 * SECOND_US, len(e_sess))
+    e_us = (session_us[e_sess] + e_pos * 40 * SECOND_US
+            + rng.integers(0, 20 * SECOND_US, len(e_sess)))
     e_cust = session_customer[e_sess]
     funnel = {
         "customer": e_cust,

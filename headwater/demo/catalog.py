@@ -12,17 +12,22 @@ import numpy as np
 import phonenumbers
 
 FIRST_NAMES = np.array(
-    "Olivia Liam Emma Noah Amelia Oliver Ava Elijah Sophia James Isabella William Mia Benjamin "
-    "Charlotte Lucas Harper Henry Evelyn Theodore Aria Jack Luna Levi Chloe Alexander Ella Jackson "
-    "Grace Mateo Zoe Daniel Nora Michael Lily Mason Hannah Sebastian Emily Ethan Léa Lukas Marie "
-    "Finn Sophie Hugo Chloé Louis Ruby Oscar Matilda Arthur Isla Freddie Aisha Ravi Mei Kenji".split()
+    ["Olivia", "Liam", "Emma", "Noah", "Amelia", "Oliver", "Ava", "Elijah", "Sophia", "James",
+     "Isabella", "William", "Mia", "Benjamin", "Charlotte", "Lucas", "Harper", "Henry",
+     "Evelyn", "Theodore", "Aria", "Jack", "Luna", "Levi", "Chloe", "Alexander", "Ella",
+     "Jackson", "Grace", "Mateo", "Zoe", "Daniel", "Nora", "Michael", "Lily", "Mason",
+     "Hannah", "Sebastian", "Emily", "Ethan", "Léa", "Lukas", "Marie", "Finn", "Sophie",
+     "Hugo", "Chloé", "Louis", "Ruby", "Oscar", "Matilda", "Arthur", "Isla", "Freddie",
+     "Aisha", "Ravi", "Mei", "Kenji"]
 )
 LAST_NAMES = np.array(
-    "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez "
-    "Gonzalez Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson White Harris "
-    "Sanchez Clark Ramirez Lewis Robinson Walker Young Allen King Wright Scott Torres Nguyen Hill "
-    "Müller Schmidt Schneider Fischer Weber Dubois Laurent Bernard Moreau Patel Khan Evans Wood "
-    "Hughes Edwards O'Brien Kelly Murphy Chen Wang Singh".split()
+    ["Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis",
+     "Rodriguez", "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas",
+     "Taylor", "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson", "White", "Harris",
+     "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson", "Walker", "Young", "Allen", "King",
+     "Wright", "Scott", "Torres", "Nguyen", "Hill", "Müller", "Schmidt", "Schneider",
+     "Fischer", "Weber", "Dubois", "Laurent", "Bernard", "Moreau", "Patel", "Khan", "Evans",
+     "Wood", "Hughes", "Edwards", "O'Brien", "Kelly", "Murphy", "Chen", "Wang", "Singh"]
 )
 EMAIL_DOMAINS = np.array(
     ["gmail.com", "yahoo.com", "outlook.com", "icloud.com", "hotmail.com", "proton.me",

@@ -37,10 +37,11 @@ _EVENT_REWRITE = {
     "conflicting_duplicate": "received_at + interval 41 second as received_at, "
                              "json_object('replayed', true) as properties",
     "missing_message_id": "null as message_id",
-    "unknown_type": "hw_uuid('{seed}:bad:type:' || seq) as message_id, 'trak' as type",
-    "missing_timestamp": "hw_uuid('{seed}:bad:ts:' || seq) as message_id, null as \"timestamp\"",
-    "track_without_event": "hw_uuid('{seed}:bad:ev:' || seq) as message_id, '  ' as event",
-    "missing_identity": "hw_uuid('{seed}:bad:id:' || seq) as message_id, null as user_id, "
+    "unknown_type": "hw_uuid('{seed}:bad:type:' || message_id) as message_id, 'trak' as type",
+    "missing_timestamp": "hw_uuid('{seed}:bad:ts:' || message_id) as message_id, "
+                         "null as \"timestamp\"",
+    "track_without_event": "hw_uuid('{seed}:bad:ev:' || message_id) as message_id, '  ' as event",
+    "missing_identity": "hw_uuid('{seed}:bad:id:' || message_id) as message_id, null as user_id, "
                         "null as anonymous_id",
 }
 
@@ -58,7 +59,8 @@ def inject_dirt(con: duckdb.DuckDBPyConnection, act: A.Activity, rng: np.random.
     tracks = np.flatnonzero((kinds >= A.VIEWED) & (kinds <= A.COMPLETED))
     not_alias = np.flatnonzero(kinds != A.ALIAS)
     for defect, share in EVENT_DEFECTS.items():
-        pool = {"track_without_event": tracks, "missing_identity": not_alias}.get(defect, everything)
+        pools = {"track_without_event": tracks, "missing_identity": not_alias}
+        pool = pools.get(defect, everything)
         seqs = _pick(rng, pool, share, total)
         con.register("_hw_pick", pa.table({"seq": seqs}))
         rewrite = _EVENT_REWRITE[defect].format(seed=seed)
@@ -66,7 +68,10 @@ def inject_dirt(con: duckdb.DuckDBPyConnection, act: A.Activity, rng: np.random.
             insert into raw.events
             select message_id, type, event, user_id, anonymous_id, previous_id, traits,
                    properties, context, "timestamp", received_at
-            from (select * replace ({rewrite}) from _hw_events where seq in (select seq from _hw_pick))
+            from (select * replace ({rewrite}) from raw.events
+                  where message_id in (select hw_uuid('{seed}:m:' || seq) from _hw_pick)
+                  -- the original only, not copies made by an earlier defect
+                  qualify row_number() over (partition by message_id order by received_at) = 1)
         """)
         con.unregister("_hw_pick")
         stats.dirt[f"events_{defect}"] = len(seqs)
@@ -106,7 +111,8 @@ def inject_dirt(con: duckdb.DuckDBPyConnection, act: A.Activity, rng: np.random.
     for defect, clause, share in (
         ("exact_duplicate", "", 0.01),
         ("invalid_identifier", "'phone' as identifier_type, "
-                               "['unknown', 'n/a', '0000000000', '12'][cast(1 + hash(recorded_at) % 4 as bigint)]"
+                               "['unknown', 'n/a', '0000000000', '12']"
+                               "[cast(1 + hash(recorded_at) % 4 as bigint)]"
                                " as identifier_value", 0.002),
         ("unknown_channel", "'fax' as channel", 0.001),
     ):

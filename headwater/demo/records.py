@@ -50,7 +50,8 @@ def land_orders(con: duckdb.DuckDBPyConnection, pop: Population, act: A.Activity
                 when 1 then hw_dirty_email(c.email2, o.email_variant)
                 else ['noemail@example.com', 'test@test.com'][o.pick + 1] end,
             case when o.placeholder_phone then '0000000000'
-                 when o.with_phone then hw_dirty_phone(c.country, c.cc, c.nsn, false, o.phone_format)
+                 when o.with_phone
+                    then hw_dirty_phone(c.country, c.cc, c.nsn, false, o.phone_format)
             end,
             case when o.usr then c.user_id end,
             cast(cart.revenue as decimal(18, 2)),
@@ -81,7 +82,8 @@ def land_crm(con: duckdb.DuckDBPyConnection, pop: Population, rng: np.random.Gen
     dup = rng.random(k) < 0.01
     # version 0 = current; version 1 = an older export with a lower tier and fewer points.
     rows = np.concatenate([np.arange(k), np.flatnonzero(older), np.flatnonzero(dup)])
-    version = np.concatenate([np.zeros(k, int), np.ones(older.sum(), int), np.zeros(dup.sum(), int)])
+    version = np.concatenate(
+        [np.zeros(k, int), np.ones(older.sum(), int), np.zeros(dup.sum(), int)])
     _register(con, "_hw_crm", {
         "contact": rows, "customer": cust[rows], "version": version,
         "email_choice": np.where(placeholder_email, 2, np.where(secondary, 1, 0))[rows],
@@ -90,7 +92,7 @@ def land_crm(con: duckdb.DuckDBPyConnection, pop: Population, rng: np.random.Gen
         "tier_variant": rng.integers(0, 6, k)[rows],
         "updated_us": updated[rows] - version * (rng.integers(10, 90, len(rows)) * DAY_US),
     })
-    con.execute(f"""
+    con.execute("""
         insert into raw.crm_contacts
         select printf('crm_%07d', r.contact),
             case r.email_choice

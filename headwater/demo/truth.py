@@ -63,7 +63,6 @@ def write_truth(con: duckdb.DuckDBPyConnection, pop: Population, act: A.Activity
                    from _hw_truth_arrow where in_crm) r on r.i = c.i
         left join orders o on o.customer = c.i
         left join carts oc on oc.customer = c.i
-        order by c.i
     """)
     con.unregister("_hw_truth_arrow")
     con.execute("""
@@ -86,7 +85,6 @@ def write_truth(con: duckdb.DuckDBPyConnection, pop: Population, act: A.Activity
             from _hw_d d where not d.shared
         )
         where identifier_value is not null
-        order by customer_id, identifier_type, identifier_value
     """)
     # What identity resolution must keep out of merging (raw spelling and normalized value:
     # null when normalization already rejects it).

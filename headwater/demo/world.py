@@ -72,6 +72,7 @@ def generate_world(
     act = A.build_activity(pop, rng, as_of_us)
 
     create_raw_tables(con)
+    con.execute("set enable_progress_bar = false")
     sql_macros.install(con)
     _register_people(con, pop, act, rng, seed)
     _register_events(con, act, rng)
@@ -83,7 +84,7 @@ def generate_world(
     inject_dirt(con, act, rng, seed, stats)
     write_truth(con, pop, act, seed, as_of_us, stats)
     _count(con, pop, act, stats)
-    for name in ("_hw_ev", "_hw_c", "_hw_d", "_hw_cart", "_hw_prod", "_hw_items", "_hw_events"):
+    for name in ("_hw_ev", "_hw_c", "_hw_d", "_hw_cart", "_hw_prod"):
         con.execute(f"drop table if exists {name}")
     return stats
 
@@ -196,9 +197,8 @@ def _register_events(con: duckdb.DuckDBPyConnection, act, rng) -> None:
 def _land_events(con: duckdb.DuckDBPyConnection, seed: int, as_of_us: int) -> None:
     placeholders = list(PLACEHOLDER_EMAILS)
     con.execute(f"""
-        create or replace temp table _hw_events as
-        select e.seq, e.customer, e.kind,
-            hw_uuid('{seed}:m:' || e.seq) as message_id,
+        insert into raw.events
+        select hw_uuid('{seed}:m:' || e.seq) as message_id,
             ['page', 'screen', 'track', 'track', 'track', 'track', 'identify', 'alias'][e.kind + 1]
                 as type,
             [null, null, 'Product Viewed', 'Product Added', 'Checkout Started', 'Order Completed',
@@ -247,12 +247,6 @@ def _land_events(con: duckdb.DuckDBPyConnection, seed: int, as_of_us: int) -> No
         join _hw_d d on d.d = e.device
         left join _hw_cart cart on cart.k = e.cart
         left join _hw_prod p on p.k = e.sku
-    """)
-    con.execute("""
-        insert into raw.events
-        select message_id, type, event, user_id, anonymous_id, previous_id, traits, properties,
-               context, "timestamp", received_at
-        from _hw_events
     """)
 
 
