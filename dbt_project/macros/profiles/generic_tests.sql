@@ -26,3 +26,12 @@ where {{ column_name }} < 0 or {{ column_name }} > 1
 {% test all_rows_satisfy(model, expression) %}
 select * from {{ model }} where not ({{ expression }})
 {% endtest %}
+
+
+{#- No two rows share the values of `combination` (a list of columns). -#}
+{% test unique_per_key(model, combination) %}
+select {{ combination | join(', ') }}, count(*) as copies
+from {{ model }}
+group by {{ combination | join(', ') }}
+having count(*) > 1
+{% endtest %}

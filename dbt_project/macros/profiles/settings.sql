@@ -15,8 +15,8 @@
       'propensity_window_days': 30,
       'propensity_newton_iterations': 8,
       'propensity_l2': 1.0,
-      'likely_to_purchase_min_score': 0.3,
-      'churn_risk_high_min_score': 0.8,
+      'likely_to_purchase_top_fraction': 0.1,
+      'churn_risk_high_top_fraction': 0.2,
   } -%}
   {%- if name not in defaults -%}
     {{ exceptions.raise_compiler_error("profile_setting: unknown setting '" ~ name ~ "'; known: " ~ (defaults.keys() | sort | join(', '))) }}
