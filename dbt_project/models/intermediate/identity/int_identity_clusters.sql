@@ -1,0 +1,118 @@
+{{ config(post_hook=[
+    "{{ identity_drop_work_table('bfs_edges') }}",
+    "{{ identity_drop_work_table('bfs_reached') }}",
+]) }}
+{#-
+  Profiles before they get their public id: each usable identifier with its cluster.
+
+  Per-type limit: a profile holds at most one user_id (Segment Unify's default limit), because a
+  user_id is an account, and two accounts joined only through other identifiers (a shared
+  phone, an email typed on a friend's checkout) are two people far more often than one. Pruning
+  over-shared identifiers removes most such bridges; a component that still holds several
+  user_ids is split: every identifier in it joins its nearest user_id (fewest hops, ties to the
+  smallest identifier_id), so each part keeps exactly one user_id and stays connected. The
+  edges cut this way are reported in identity_rejections as limit_exceeded.
+  Other types have no limit: people do have several emails, phones, devices and CRM records.
+
+  The canonical member of a cluster is its earliest-seen identifier (ties: type priority, then
+  value); profile_id hashes its type and value, so the id stays the same across rebuilds and
+  when a later identifier joins the profile.
+-#}
+with identifiers as (
+
+    select * from {{ ref('int_identity_identifiers') }}
+    where rejection_reason is null
+
+),
+
+components as (
+
+    select
+        c.identifier_id,
+        c.component_id,
+        i.identifier_type,
+        i.identifier_value,
+        i.type_priority,
+        i.first_seen_at
+    from {{ ref('int_identity_components') }} as c
+    inner join identifiers as i on c.identifier_id = i.identifier_id
+
+),
+
+user_ids_per_component as (
+
+    select component_id, count(*) as n_user_ids
+    from components
+    where identifier_type = 'user_id'
+    group by component_id
+
+),
+
+{%- set seeds_sql -%}
+select c.identifier_id as node
+from {{ ref('int_identity_components') }} as c
+inner join {{ ref('int_identity_identifiers') }} as i on c.identifier_id = i.identifier_id
+where i.identifier_type = 'user_id'
+    and c.component_id in ({{ identity_conflicted_components_sql() }})
+{%- endset -%}
+{%- set edges_sql -%}
+select e.identifier_id_a as a, e.identifier_id_b as b
+from {{ ref('int_identity_edges') }} as e
+inner join {{ ref('int_identity_components') }} as c on e.identifier_id_a = c.identifier_id
+where c.component_id in ({{ identity_conflicted_components_sql() }})
+{%- endset %}
+
+nearest_user_id as (
+
+    {{ identity_nearest_seed(seeds_sql, edges_sql) | indent(4) }}
+
+),
+
+clustered as (
+
+    select
+        c.*,
+        coalesce(u.n_user_ids, 0) as component_user_ids,
+        -- a conflicted component splits by nearest user_id; any other is one cluster
+        coalesce(n.seed, c.component_id) as cluster_id,
+        n.distance as user_id_distance
+    from components as c
+    left join user_ids_per_component as u on c.component_id = u.component_id
+    left join nearest_user_id as n on c.identifier_id = n.node
+
+),
+
+canonical as (
+
+    select
+        cluster_id,
+        identifier_type as canonical_type,
+        identifier_value as canonical_value
+    from (
+        select
+            cluster_id,
+            identifier_type,
+            identifier_value,
+            row_number() over (
+                partition by cluster_id
+                order by first_seen_at, type_priority, identifier_value
+            ) as member_rank
+        from clustered
+    ) as ranked
+    where member_rank = 1
+
+)
+
+select
+    c.identifier_id,
+    c.identifier_type,
+    c.identifier_value,
+    c.component_id,
+    c.component_user_ids,
+    c.cluster_id,
+    c.user_id_distance,
+    {{ identity_profile_id('k.canonical_type', 'k.canonical_value') }} as profile_id,
+    k.canonical_type,
+    k.canonical_value
+from clustered as c
+inner join canonical as k on c.cluster_id = k.cluster_id

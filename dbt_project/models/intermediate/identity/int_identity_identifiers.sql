@@ -1,0 +1,235 @@
+{#-
+  One row per distinct identifier (type, normalized value) with an integer id for the graph
+  work, when it was first and last seen, how widely it is shared, and whether it is kept out of
+  merging (rejection_reason):
+
+  - blocklist: the value matches the identifier_blocklist seed (placeholders: test@test.com,
+    +10000000000, 'unknown'...). Such identifiers merge nothing and map to no profile.
+  - over_shared: seen with more distinct co-identifiers of some type than identity_over_shared()
+    allows (a device seen with two user_ids, an email seen with four user_ids). Co-identifiers
+    that are themselves blocklisted do not count, so a placeholder user_id cannot make every
+    device look shared. Over-shared identifiers merge nothing; an over-shared anonymous_id (a
+    shared device) is still mapped to the profile of the user_id most recently seen on it
+    (most_recent_user_id), the way Segment attributes a shared device's anonymous traffic.
+-#}
+{%- set over_shared = identity_over_shared() -%}
+{%- set count_columns = {
+    'user_id': 'n_user_ids', 'crm_contact_id': 'n_crm_contact_ids', 'email': 'n_emails',
+    'phone': 'n_phones', 'anonymous_id': 'n_anonymous_ids'} -%}
+{%- set simple_types = ['user_id', 'anonymous_id', 'email', 'phone', 'crm_contact_id'] -%}
+
+with records as (
+
+    select * from {{ ref('int_identity_records') }}
+
+),
+
+known_user_ids as (
+
+    select distinct user_id from records where user_id is not null
+
+),
+
+typed_records as (
+
+    -- an alias's previous_id is a former user_id when that value is used as a user_id
+    select
+        r.*,
+        case when k.user_id is not null then 'user_id' else 'anonymous_id' end as previous_id_type
+    from records as r
+    left join known_user_ids as k on r.previous_id = k.user_id
+
+),
+
+observations as (
+
+    {% for t in simple_types %}
+    select
+        '{{ t }}' as identifier_type,
+        {{ t }} as identifier_value,
+        first_seen_at,
+        last_seen_at,
+        record_count
+    from typed_records
+    where {{ t }} is not null
+    union all
+    {% endfor %}
+    select
+        previous_id_type as identifier_type,
+        previous_id as identifier_value,
+        first_seen_at,
+        last_seen_at,
+        record_count
+    from typed_records
+    where previous_id is not null
+
+),
+
+identifiers as (
+
+    select
+        identifier_type,
+        identifier_value,
+        min(first_seen_at) as first_seen_at,
+        max(last_seen_at) as last_seen_at,
+        cast(sum(record_count) as bigint) as record_count
+    from observations
+    group by identifier_type, identifier_value
+
+),
+
+blocklist as (
+
+    select
+        lower(identifier_type) as identifier_type,
+        lower(identifier_value) as identifier_value,
+        lower(match_type) as match_type,
+        note
+    from {{ ref('identifier_blocklist') }}
+
+),
+
+blocklist_hits as (
+
+    select i.identifier_type, i.identifier_value, b.identifier_value as entry, b.note
+    from identifiers as i
+    inner join blocklist as b
+        on lower(i.identifier_value) = b.identifier_value
+        and b.match_type = 'exact'
+        and b.identifier_type in (i.identifier_type, 'any')
+    union all
+    select i.identifier_type, i.identifier_value, b.identifier_value as entry, b.note
+    from identifiers as i
+    inner join blocklist as b
+        on b.match_type = 'pattern'
+        and b.identifier_type in (i.identifier_type, 'any')
+        and lower(i.identifier_value) like b.identifier_value
+
+),
+
+blocked as (
+
+    select
+        identifier_type,
+        identifier_value,
+        min(entry) as blocklist_entry,
+        min(note) as blocklist_note
+    from blocklist_hits
+    group by identifier_type, identifier_value
+
+),
+
+clean_records as (
+
+    -- each record's identifiers with blocklisted values removed: what co-occurrence counts see
+    select
+        r.first_seen_at,
+        r.last_seen_at,
+        r.previous_id_type,
+        case when b_prev.identifier_value is null then r.previous_id end as previous_id
+        {%- for t in simple_types %},
+        case when b_{{ loop.index }}.identifier_value is null then r.{{ t }} end as {{ t }}
+        {%- endfor %}
+    from typed_records as r
+    {%- for t in simple_types %}
+    left join blocked as b_{{ loop.index }}
+        on b_{{ loop.index }}.identifier_type = '{{ t }}'
+        and b_{{ loop.index }}.identifier_value = r.{{ t }}
+    {%- endfor %}
+    left join blocked as b_prev
+        on b_prev.identifier_type = r.previous_id_type
+        and b_prev.identifier_value = r.previous_id
+
+),
+
+clean_observations as (
+
+    {% for t in simple_types + ['previous_id'] %}
+    select
+        {% if t == 'previous_id' -%} previous_id_type {%- else -%} '{{ t }}' {%- endif %}
+            as identifier_type,
+        {{ t }} as identifier_value,
+        last_seen_at,
+        user_id as co_user_id,
+        crm_contact_id as co_crm_contact_id,
+        email as co_email,
+        phone as co_phone,
+        anonymous_id as co_anonymous_id
+    from clean_records
+    where {{ t }} is not null
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+
+),
+
+usage as (
+
+    select
+        identifier_type,
+        identifier_value,
+        {%- for t, c in count_columns.items() %}
+        count(distinct co_{{ t }}) as {{ c }},
+        {%- endfor %}
+        max_by(co_user_id, case when co_user_id is not null then last_seen_at end)
+            as most_recent_user_id
+    from clean_observations
+    group by identifier_type, identifier_value
+
+),
+
+judged as (
+
+    select
+        i.identifier_type,
+        i.identifier_value,
+        i.first_seen_at,
+        i.last_seen_at,
+        i.record_count,
+        {%- for c in count_columns.values() %}
+        coalesce(u.{{ c }}, 0) as {{ c }},
+        {%- endfor %}
+        u.most_recent_user_id,
+        b.blocklist_entry,
+        b.blocklist_note,
+        case
+            {%- for t, limits in over_shared.items() %}
+            {%- for n, max_count in limits.items() %}
+            when i.identifier_type = '{{ t }}' and u.{{ count_columns[n] }} > {{ max_count }}
+                then 'seen with ' || cast(u.{{ count_columns[n] }} as varchar)
+                    || ' distinct {{ n }} values (over-shared above {{ max_count }})'
+            {%- endfor %}
+            {%- endfor %}
+        end as over_shared_detail
+    from identifiers as i
+    left join usage as u
+        on i.identifier_type = u.identifier_type
+        and i.identifier_value = u.identifier_value
+    left join blocked as b
+        on i.identifier_type = b.identifier_type
+        and i.identifier_value = b.identifier_value
+
+)
+
+select
+    row_number() over (order by identifier_type, identifier_value) as identifier_id,
+    identifier_type,
+    identifier_value,
+    {{ identity_priority_sql('identifier_type') }} as type_priority,
+    first_seen_at,
+    last_seen_at,
+    record_count,
+    {%- for c in count_columns.values() %}
+    {{ c }},
+    {%- endfor %}
+    case
+        when blocklist_entry is not null then 'blocklist'
+        when over_shared_detail is not null then 'over_shared'
+    end as rejection_reason,
+    case
+        when blocklist_entry is not null
+            then 'matches blocklist entry ''' || blocklist_entry || ''' (' || coalesce(blocklist_note, 'placeholder') || ')'
+        else over_shared_detail
+    end as rejection_detail,
+    case when identifier_type = 'anonymous_id' then most_recent_user_id end
+        as most_recent_user_id
+from judged

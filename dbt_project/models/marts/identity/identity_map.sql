@@ -1,0 +1,56 @@
+{#-
+  identifier (type, normalized value) -> profile_id: the contract every later part joins on.
+  One row per usable identifier. resolution says how it got its profile:
+  - graph: a member of the profile's identity graph cluster;
+  - most_recent_user: an over-shared anonymous_id (a shared device) that merges nothing but is
+    attributed to the profile of the user_id most recently seen on it.
+  Blocklisted and other over-shared identifiers (emails, phones) have no profile: see
+  identity_rejections.
+-#}
+with clusters as (
+
+    select * from {{ ref('int_identity_clusters') }}
+
+),
+
+identifiers as (
+
+    select * from {{ ref('int_identity_identifiers') }}
+
+),
+
+graph_members as (
+
+    select
+        c.identifier_type,
+        c.identifier_value,
+        c.profile_id,
+        'graph' as resolution,
+        i.first_seen_at,
+        i.last_seen_at
+    from clusters as c
+    inner join identifiers as i on c.identifier_id = i.identifier_id
+
+),
+
+shared_devices as (
+
+    select
+        i.identifier_type,
+        i.identifier_value,
+        u.profile_id,
+        'most_recent_user' as resolution,
+        i.first_seen_at,
+        i.last_seen_at
+    from identifiers as i
+    inner join clusters as u
+        on u.identifier_type = 'user_id'
+        and i.most_recent_user_id = u.identifier_value
+    where i.rejection_reason = 'over_shared'
+        and i.identifier_type = 'anonymous_id'
+
+)
+
+select * from graph_members
+union all
+select * from shared_devices

@@ -1,0 +1,77 @@
+{#-
+  Identifiers kept out of merging, and why (reason):
+  - blocklist: a placeholder value from the identifier_blocklist seed; no profile.
+  - over_shared: seen with too many distinct user_ids / CRM contacts / emails (vars
+    identity_over_shared); merges nothing. A shared device (anonymous_id) still gets the profile
+    of its most recent user (profile_id); other over-shared identifiers get none.
+  - limit_exceeded: a usable identifier on an edge that was cut because following it would put
+    two user_ids in one profile; it stays in the profile of its nearest user_id (profile_id).
+  detail says which rule fired with the numbers, to make tuning the vars and the seed easy.
+-#}
+with identifiers as (
+
+    select * from {{ ref('int_identity_identifiers') }}
+
+),
+
+clusters as (
+
+    select * from {{ ref('int_identity_clusters') }}
+
+),
+
+excluded as (
+
+    select
+        i.identifier_type,
+        i.identifier_value,
+        i.rejection_reason as reason,
+        i.rejection_detail as detail,
+        case
+            when i.rejection_reason = 'over_shared' and i.identifier_type = 'anonymous_id'
+                then u.profile_id
+        end as profile_id
+    from identifiers as i
+    left join clusters as u
+        on u.identifier_type = 'user_id'
+        and i.most_recent_user_id = u.identifier_value
+    where i.rejection_reason is not null
+
+),
+
+cut_edges as (
+
+    select a.identifier_id as identifier_id, b.profile_id as other_profile_id
+    from {{ ref('int_identity_edges') }} as e
+    inner join clusters as a on e.identifier_id_a = a.identifier_id
+    inner join clusters as b on e.identifier_id_b = b.identifier_id
+    where a.profile_id <> b.profile_id
+    union all
+    select b.identifier_id, a.profile_id
+    from {{ ref('int_identity_edges') }} as e
+    inner join clusters as a on e.identifier_id_a = a.identifier_id
+    inner join clusters as b on e.identifier_id_b = b.identifier_id
+    where a.profile_id <> b.profile_id
+
+),
+
+limited as (
+
+    select
+        c.identifier_type,
+        c.identifier_value,
+        'limit_exceeded' as reason,
+        'linked to ' || cast(count(distinct x.other_profile_id) as varchar)
+            || ' other profile(s) with another user_id (component holds '
+            || cast(max(c.component_user_ids) as varchar)
+            || ' user_ids, limit 1); kept with its nearest user_id' as detail,
+        c.profile_id
+    from cut_edges as x
+    inner join clusters as c on x.identifier_id = c.identifier_id
+    group by c.identifier_type, c.identifier_value, c.profile_id
+
+)
+
+select * from excluded
+union all
+select * from limited
