@@ -90,8 +90,8 @@ def inject_dirt(con: duckdb.DuckDBPyConnection, act: A.Activity, rng: np.random.
         con.execute(f"""
             insert into raw.orders
             select * {replace} from (
-                select distinct on (order_id) * from raw.orders where order_id like 'ord\_%'
-                    escape '\\' and total >= 0
+                select distinct on (order_id) * from raw.orders
+                where order_id is not null and total >= 0
             )
             order by hash(order_id, {seed}, '{defect}') limit {size}
         """)
