@@ -132,7 +132,9 @@ def _member_ctes(expr: Expr, members_cte: str) -> list[tuple[str, exp.Expression
 
     def build(e: Expr) -> exp.Expression:
         if isinstance(e, Segment):
-            return operand(e)
+            # only reached for a one-segment audience: the set operators below are already
+            # distinct, a bare read is not
+            return exp.select("profile_id").distinct().from_(placeholder(e.name))
         if isinstance(e, Difference):
             return exp.except_(operand(e.base), operand(e.excluded), distinct=True)
         combine = exp.union if isinstance(e, Union) else exp.intersect

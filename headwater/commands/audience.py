@@ -134,7 +134,8 @@ def preview_command(name: str, limit: int) -> None:
     console.print(f"size:       {p.size:,} members")
     table = Table(title=f"First {len(p.rows)} members of {name}")
     for column in p.columns:
-        table.add_column(column)
+        # ids are what people copy from a preview: never cut them
+        table.add_column(column, no_wrap=True, overflow="fold" if column == "profile_id" else None)
     for row in p.rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     console.print(table)

@@ -1,9 +1,15 @@
-"""`headwater build`: dbt build on the configured warehouse."""
+"""`headwater build`: regenerate audience models, then dbt build on the configured warehouse."""
 
 from __future__ import annotations
 
 import click
 
+from headwater.audiences import (
+    AudienceDefinitionError,
+    CatalogError,
+    compile_audiences,
+    default_work_dir,
+)
 from headwater.config import Settings
 from headwater.dbt import DbtRunError, run_dbt
 
@@ -13,9 +19,17 @@ from headwater.dbt import DbtRunError, run_dbt
 def build(dbt_args: tuple[str, ...]) -> None:
     """Run `dbt build` on the warehouse at $HEADWATER_DUCKDB_PATH.
 
+    Audience models are regenerated from selectors.yml first (only changed files are written).
     Selection flags pass through to dbt: `headwater build --select +identity_map`.
     """
     settings = Settings.from_env()
+    try:
+        compiled = compile_audiences(settings.dbt_project_dir, default_work_dir(settings))
+    except (AudienceDefinitionError, CatalogError) as exc:
+        raise click.ClickException(f"Audiences: {exc}") from exc
+    changed = len(compiled.written) + len(compiled.removed)
+    if changed:
+        click.echo(f"Audiences: regenerated {changed} files from selectors.yml.")
     click.echo(f"Building on target {settings.target} ({settings.duckdb_path})")
     try:
         summary = run_dbt("build", list(dbt_args), settings)

@@ -1,0 +1,139 @@
+"""Generated audience models, built by real dbt on DuckDB, hold exactly the expected members."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+from conftest import PROFILES, SEGMENTS, World
+
+from headwater.audiences import (
+    HEADER,
+    AudienceDefinitionError,
+    compile_audiences,
+    load_audiences,
+    model_sql,
+    properties_yml,
+)
+from headwater.audiences.catalog import AUDIENCE_FOLDER
+from headwater.config import DBT_PROJECT_DIR
+from headwater.dbt import run_dbt
+
+S = SEGMENTS
+EXPECTED: dict[str, set[str]] = {
+    "audience_cart_abandonment_email": S["cart_abandoners"] & S["email_reachable"],
+    "audience_cart_abandonment_sms": S["cart_abandoners"] & S["sms_reachable"],
+    "audience_cart_abandonment_retargeting": S["cart_abandoners"] & S["ads_reachable"],
+    "audience_loyalty_winback": (S["gold_tier"] & (S["lapsed_customers"] | S["churn_risk_high"]))
+    - S["purchased_recently"],
+    "audience_reachable_high_value": S["high_value"] & (S["email_reachable"] | S["sms_reachable"]),
+    "audience_cart_or_gold_not_lapsed": (S["cart_abandoners"] | S["gold_tier"])
+    - (S["lapsed_customers"] | S["churn_risk_high"]),
+}
+EXPECTED["audience_reuses_winback"] = EXPECTED["audience_loyalty_winback"]
+
+
+def test_expected_sets_are_not_trivial() -> None:
+    """Guards the fixture: every audience has members and is not just one of its segments."""
+    for name, members in EXPECTED.items():
+        assert members, name
+        assert all(members != s for s in SEGMENTS.values()) or name.startswith("audience_cart_ab")
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_built_audience_has_expected_members_and_profile_fields(world: World, name: str) -> None:
+    con = duckdb.connect(str(world.warehouse), read_only=True)
+    try:
+        columns = [r[0] for r in con.execute(f"describe main.{name}").fetchall()]
+        rows = con.execute(f"select profile_id, email from main.{name}").fetchall()
+    finally:
+        con.close()
+    assert columns == ["profile_id", "email", "first_name", "email_consent"]
+    assert sorted(r[0] for r in rows) == sorted(EXPECTED[name])
+    assert all(email == f"{pid}@example.com" for pid, email in rows)
+
+
+def test_manifest_carries_tag_meta_and_tests(world: World) -> None:
+    manifest = json.loads((world.tmp / "target" / "manifest.json").read_text())
+    node = manifest["nodes"]["model.headwater.audience_loyalty_winback"]
+    assert "audience" in node["tags"]
+    meta = node["config"]["meta"]["headwater_audience"]
+    assert meta["selector"] == "audience_loyalty_winback"
+    assert meta["definition"] == (
+        "(gold_tier ∩ (lapsed_customers ∪ churn_risk_high)) − purchased_recently"
+    )
+    tests = {
+        n["test_metadata"]["name"]
+        for n in manifest["nodes"].values()
+        if n["resource_type"] == "test"
+        and "model.headwater.audience_loyalty_winback" in n["depends_on"]["nodes"]
+    }
+    assert tests == {"unique", "not_null", "relationships"}
+
+
+def test_dbt_still_lists_audience_selectors(world: World) -> None:
+    """dbt parses selectors.yml itself: `dbt ls --selector` keeps working on audience selectors."""
+    summary = run_dbt(
+        "ls", ["--selector", "audience_cart_or_gold_not_lapsed", *world.dbt_args()], world.settings
+    )
+    assert summary.command == "ls"  # run_dbt raised if dbt had rejected the selector
+
+
+def test_compile_again_writes_nothing(world: World) -> None:
+    folder = world.project / AUDIENCE_FOLDER
+    before = {p: p.stat().st_mtime_ns for p in folder.iterdir()}
+    result = compile_audiences(world.project, world.work_dir)
+    assert result.written == [] and result.removed == []
+    assert len(result.unchanged) == len(EXPECTED) + 1
+    assert {p: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+
+
+def test_stale_models_removed_and_hand_written_files_kept(world: World, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(world.project, project, ignore=shutil.ignore_patterns("target", "logs"))
+    folder = project / AUDIENCE_FOLDER
+    (folder / "my_notes.sql").write_text("select 1 as x\n")
+    text = (project / "selectors.yml").read_text()
+    start = text.index("  - name: audience_reachable_high_value")
+    end = text.index("  - name: audience_cart_or_gold_not_lapsed")
+    (project / "selectors.yml").write_text(text[:start] + text[end:])
+
+    result = compile_audiences(project, world.work_dir)
+    assert result.removed == [folder / "audience_reachable_high_value.sql"]
+    assert result.written == [folder / "_audiences.yml"]
+    assert (folder / "my_notes.sql").read_text() == "select 1 as x\n"
+
+    # A hand-written file where a generated model would go is never overwritten.
+    (folder / "audience_loyalty_winback.sql").write_text("select 1 as profile_id\n")
+    with pytest.raises(AudienceDefinitionError, match="was not generated by headwater"):
+        compile_audiences(project, world.work_dir)
+
+
+def test_generated_files_carry_the_header(world: World) -> None:
+    for path in (world.project / AUDIENCE_FOLDER).iterdir():
+        assert HEADER in path.read_text().splitlines()[0], path
+
+
+def test_fixture_profiles_cover_members() -> None:
+    assert set().union(*SEGMENTS.values()) <= set(PROFILES)
+
+
+@pytest.mark.skipif(
+    not any((DBT_PROJECT_DIR / "models" / "segments").glob("*.sql")),
+    reason="the segment models have not landed in dbt_project/models/segments yet",
+)
+def test_committed_audience_models_match_selectors_yml(tmp_path: Path) -> None:
+    """The repository's generated files are what selectors.yml compiles to today."""
+    audiences, _ = load_audiences(DBT_PROJECT_DIR, tmp_path / "work")
+    folder = DBT_PROJECT_DIR / AUDIENCE_FOLDER
+    stale = "out of date: run `headwater audience compile` and commit models/audiences/"
+    expected = {f"{a.name}.sql": model_sql(a) for a in audiences}
+    expected["_audiences.yml"] = properties_yml(audiences)
+    for name, text in expected.items():
+        path = folder / name
+        assert path.exists() and path.read_text() == text, f"{path} {stale}"
+    generated = {p.name for p in folder.iterdir() if HEADER in p.read_text().split("\n")[0]}
+    assert generated == set(expected), stale
