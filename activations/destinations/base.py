@@ -13,6 +13,15 @@ from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
 
+class Channel(StrEnum):
+    """The consent channel a destination reaches; the engine's consent gate reads it."""
+
+    EMAIL = "email"  # gated by customer_profiles.email_consent
+    SMS = "sms"  # gated by sms_consent
+    ADS = "ads"  # gated by ads_consent
+    NONE = "none"  # reaches no person directly (internal webhooks): no gate
+
+
 class Action(StrEnum):
     """What a record asks the destination to do."""
 
@@ -65,30 +74,54 @@ class DestinationConfig:
     # API root; HEADWATER_<KIND>_BASE_URL overrides it (tests point it at a local stand-in).
     base_url: str
     # Credentials by name (api_key, account_sid, auth_token...), read from the environment.
-    credentials: Mapping[str, str] = field(default_factory=dict)
+    # repr=False: a config printed in a traceback or log never shows a secret.
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
     # Vendor-specific settings (list id, audience id, customer id, from number...).
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Destination(Protocol):
-    """A vendor client. Implementations live in activations/destinations/<vendor>.py."""
+    """A vendor client. Implementations live in activations/destinations/<vendor>.py.
+
+    Construction: `Cls(config: DestinationConfig, http: activations.http.HttpClient)`; raise
+    DestinationConfigError from the constructor for missing options or credentials. Send every
+    request through `http` (retries, backoff, Retry-After, rate limits live there), and register
+    the class in `activations/destinations/__init__.py`.
+    """
 
     # Largest batch the vendor's contract allows for one request.
     max_batch_size: ClassVar[int]
     # Actions this destination supports; the engine refuses a sync that asks for others.
     supported_actions: ClassVar[frozenset[Action]]
+    # The consent channel; None = the sync must declare `channel:` itself (generic webhooks).
+    channel: ClassVar[Channel | None]
+    # The vendor's public API root; syncs.yml `base_url` and HEADWATER_<KIND>_BASE_URL override.
+    default_base_url: ClassVar[str | None]
+    # Requests per second and burst used when the sync declares no `rate_limit`.
+    default_rate_limit: ClassVar[tuple[float, int] | None]
 
     def send_batch(self, records: Sequence[Record]) -> list[RecordResult]:
         """Deliver a batch (at most max_batch_size, one action), one result per record.
 
         Transient whole-request failures that survive the HTTP layer's retries raise
         `TransientDestinationError`; the engine leaves those records pending for the next run.
+        A record's answer is DELIVERED only when the vendor accepted it; a vendor refusal of the
+        record (bad email, invalid payload) is REJECTED with the vendor's reason. Pass
+        `idempotency_key` to vendors that deduplicate on one (it is stable across crashes).
         """
         ...
 
 
 class TransientDestinationError(RuntimeError):
     """The request could not be completed now (timeouts, 5xx, 429 beyond the retry budget)."""
+
+
+class DestinationAuthError(TransientDestinationError):
+    """The vendor refused our credentials (401/403): stop the run, keep every record pending.
+
+    Not the records' fault, so nothing is rejected or dead-lettered; the message names the
+    credential's environment variable to check.
+    """
 
 
 class DestinationConfigError(ValueError):

@@ -1,0 +1,236 @@
+"""Draining the outbox: stream pending intents out of the warehouse, send, record each answer.
+
+Pending rows are read with DuckDB's Arrow record-batch reader (memory stays at one batch
+however large the diff), mapped and templated into Records, sent, and every answer is appended
+to `headwater_state.delivery_records` as it comes. The outbox row itself is only updated when
+the pass is folded (state.fold), so the per-batch cost is one append, not an update.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from activations.destinations.base import (
+    Action,
+    Destination,
+    Outcome,
+    Record,
+    RecordResult,
+    TransientDestinationError,
+)
+from activations.state import SCHEMA
+from activations.templates import CompiledTemplates, TemplateRenderError
+
+# Removes first: a mirror destination should shrink before it grows (ad audience caps).
+ACTION_ORDER: tuple[Action, ...] = (Action.REMOVE, Action.UPDATE, Action.ADD, Action.SEND)
+
+ACK_SCHEMA = pa.schema(
+    [
+        ("sync_name", pa.string()),
+        ("run_id", pa.string()),
+        ("idempotency_key", pa.string()),
+        ("profile_id", pa.string()),
+        ("action", pa.string()),
+        ("status", pa.string()),
+        ("attempt", pa.int32()),
+        ("response_code", pa.int32()),
+        ("error", pa.string()),
+        ("external_id", pa.string()),
+        ("attempted_at", pa.timestamp("us")),
+    ]
+)
+
+
+class AckWriter:
+    """Appends answers to delivery_records; flushes every `flush_rows` or `flush_seconds`.
+
+    A crash loses at most the unflushed answers: those records are still pending and go again
+    with the same idempotency key, which the destination deduplicates.
+    """
+
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str,
+        flush_rows: int = 20_000, flush_seconds: float = 1.0,
+    ) -> None:
+        self.con = con
+        self.sync_name = sync_name
+        self.run_id = run_id
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self._cols: dict[str, list[Any]] = {f.name: [] for f in ACK_SCHEMA}
+        self._last_flush = time.monotonic()
+
+    def add(self, record: Record, attempt: int, result: RecordResult) -> None:
+        c = self._cols
+        c["sync_name"].append(self.sync_name)
+        c["run_id"].append(self.run_id)
+        c["idempotency_key"].append(record.idempotency_key)
+        c["profile_id"].append(record.profile_id)
+        c["action"].append(record.action.value)
+        c["status"].append(result.outcome.value)
+        c["attempt"].append(attempt)
+        c["response_code"].append(result.status_code)
+        c["error"].append(result.error)
+        c["external_id"].append(result.external_id)
+        c["attempted_at"].append(datetime.now(UTC).replace(tzinfo=None))
+
+    def maybe_flush(self) -> None:
+        pending = len(self._cols["sync_name"])
+        if pending >= self.flush_rows or (
+            pending and time.monotonic() - self._last_flush >= self.flush_seconds
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._cols["sync_name"]:
+            return
+        table = pa.Table.from_pydict(self._cols, schema=ACK_SCHEMA)
+        names = ", ".join(ACK_SCHEMA.names)
+        self.con.register("hw_ack_batch", table)
+        try:
+            self.con.execute(
+                f"insert into {SCHEMA}.delivery_records ({names}) select {names} from hw_ack_batch"
+            )
+        finally:
+            self.con.unregister("hw_ack_batch")
+        self._cols = {f.name: [] for f in ACK_SCHEMA}
+        self._last_flush = time.monotonic()
+
+
+@dataclass
+class DrainCounts:
+    sent: int = 0
+    delivered: int = 0
+    rejected: int = 0
+    retry: int = 0
+    requests: int = 0
+    # Why the pass stopped early (destination down, credentials refused), if it did.
+    stopped: str | None = None
+    by_action: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordMapper:
+    """Turns an outbox payload (audience columns) into a Record's destination fields."""
+
+    # destination field -> audience column, identifiers and plain fields together
+    columns: Mapping[str, str]
+    templates: CompiledTemplates | None
+
+    def fields(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        out = {dest: row.get(col) for dest, col in self.columns.items()}
+        if self.templates is not None and self.templates.templates:
+            out.update(self.templates.render(row))
+        return out
+
+    def identifiers_only(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        return {dest: row[col] for dest, col in self.columns.items() if col in row}
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+def pending_count(con: duckdb.DuckDBPyConnection, sync_name: str) -> int:
+    row = con.execute(
+        f"select count(*) from {SCHEMA}.outbox where sync_name = ? and status = 'pending'",
+        [sync_name],
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def drain(
+    con: duckdb.DuckDBPyConnection,
+    sync_name: str,
+    run_id: str,
+    destination: Destination,
+    mapper: RecordMapper,
+    batch_size: int,
+    progress: ProgressFn | None = None,
+    ack_flush_rows: int = 20_000,
+) -> DrainCounts:
+    """Send every pending intent of the sync; stop at the first transient failure."""
+    counts = DrainCounts()
+    acks = AckWriter(con, sync_name, run_id, flush_rows=ack_flush_rows)
+    total = pending_count(con, sync_name)
+    reader_con = con.cursor()
+    try:
+        for action in ACTION_ORDER:
+            reader = reader_con.execute(
+                f"""select idempotency_key, profile_id, payload, attempts
+                from {SCHEMA}.outbox
+                where sync_name = ? and status = 'pending' and action = ?""",
+                [sync_name, action.value],
+            ).fetch_record_batch(batch_size)
+            for batch in reader:
+                stopped = _send_batch(batch, action, destination, mapper, acks, counts)
+                acks.maybe_flush()
+                if progress is not None:
+                    progress(counts.sent, total)
+                if stopped:
+                    counts.stopped = stopped
+                    return counts
+    finally:
+        acks.flush()
+        reader_con.close()
+    return counts
+
+
+def _send_batch(
+    batch: pa.RecordBatch,
+    action: Action,
+    destination: Destination,
+    mapper: RecordMapper,
+    acks: AckWriter,
+    counts: DrainCounts,
+) -> str | None:
+    keys = batch.column(0).to_pylist()
+    profiles = batch.column(1).to_pylist()
+    payloads = batch.column(2).to_pylist()
+    attempts = batch.column(3).to_pylist()
+    records: list[Record] = []
+    attempt_of: dict[str, int] = {}
+    for key, profile_id, payload, attempt in zip(keys, profiles, payloads, attempts, strict=True):
+        row = json.loads(payload) if payload else {}
+        attempt_of[key] = attempt + 1
+        try:
+            # A removed member is described by the identifiers kept in the state only.
+            fields = mapper.identifiers_only(row) if action == Action.REMOVE else mapper.fields(row)
+        except TemplateRenderError as exc:
+            record = Record(profile_id, action, {}, key)
+            acks.add(record, attempt + 1, RecordResult(key, Outcome.REJECTED, None, str(exc)))
+            counts.rejected += 1
+            counts.sent += 1
+            continue
+        records.append(Record(profile_id, action, fields, key))
+    if not records:
+        return None
+    stopped: str | None = None
+    try:
+        results: Sequence[RecordResult] = destination.send_batch(records)
+    except TransientDestinationError as exc:
+        stopped = str(exc)
+        results = [RecordResult(r.idempotency_key, Outcome.RETRY, None, stopped) for r in records]
+    by_key = {r.idempotency_key: r for r in results}
+    for record in records:
+        result = by_key.get(record.idempotency_key) or RecordResult(
+            record.idempotency_key, Outcome.RETRY, None, "destination returned no result"
+        )
+        acks.add(record, attempt_of[record.idempotency_key], result)
+        if result.outcome == Outcome.DELIVERED:
+            counts.delivered += 1
+        elif result.outcome == Outcome.REJECTED:
+            counts.rejected += 1
+        else:
+            counts.retry += 1
+    counts.sent += len(records)
+    counts.requests += 1
+    counts.by_action[action.value] = counts.by_action.get(action.value, 0) + len(records)
+    return stopped

@@ -1,0 +1,287 @@
+"""Sync state in the warehouse: the `headwater_state` tables and the set-based bookkeeping.
+
+Every statement names its tables `headwater_state.<table>`, so that `headwater_state` can be a
+schema of the warehouse or an attached database file without any change here.
+
+Tables
+- `sync_state__<sync>`: what the destination holds now (profile_id, row_hash, identifiers).
+- `outbox`: open delivery intents, written before any request: pending, rejected (retry next
+  run), dead (needs a replay). Delivered intents leave the outbox when folded.
+- `delivery_records`: append-only, one row per record and attempt (the audit trail and the
+  source for revenue attribution).
+- `sync_runs`: one row per pass of a sync, with its counts; unfinished passes are folded by
+  the next run (crash recovery).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+SCHEMA = "headwater_state"
+
+DDL: tuple[str, ...] = (
+    f"""create table if not exists {SCHEMA}.outbox (
+        sync_name varchar not null,
+        idempotency_key varchar not null,
+        run_id varchar not null,
+        profile_id varchar not null,
+        action varchar not null,
+        row_hash uhugeint,
+        payload json,
+        identifiers json,
+        status varchar not null,
+        attempts integer not null default 0,
+        last_run_id varchar,
+        last_status_code integer,
+        last_error varchar,
+        created_at timestamp not null,
+        updated_at timestamp not null
+    )""",
+    f"""create table if not exists {SCHEMA}.delivery_records (
+        sync_name varchar not null,
+        run_id varchar not null,
+        idempotency_key varchar not null,
+        profile_id varchar not null,
+        action varchar not null,
+        status varchar not null,
+        attempt integer not null,
+        response_code integer,
+        error varchar,
+        external_id varchar,
+        attempted_at timestamp not null
+    )""",
+    f"""create table if not exists {SCHEMA}.sync_runs (
+        run_id varchar not null,
+        sync_name varchar not null,
+        kind varchar not null,
+        mode varchar,
+        full_resync boolean,
+        started_at timestamp not null,
+        finished_at timestamp,
+        status varchar,
+        planned bigint,
+        delivered bigint,
+        rejected bigint,
+        dead bigint,
+        pending bigint,
+        message varchar
+    )""",
+)
+
+
+def state_table(sync_name: str) -> str:
+    # sync names are validated as plain identifiers (config.py), so this is safe to splice.
+    return f"{SCHEMA}.sync_state__{sync_name}"
+
+
+def _attached_catalog(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute(
+        "select count(*) from duckdb_databases() where database_name = ?", [SCHEMA]
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def ensure_state(con: duckdb.DuckDBPyConnection, sync_name: str | None = None) -> None:
+    """Create the state tables if missing (idempotent)."""
+    if not _attached_catalog(con):
+        con.execute(f"create schema if not exists {SCHEMA}")
+    for statement in DDL:
+        con.execute(statement)
+    if sync_name is not None:
+        con.execute(
+            f"""create table if not exists {state_table(sync_name)} (
+                profile_id varchar not null,
+                row_hash uhugeint not null,
+                identifiers json,
+                delivered_at timestamp not null
+            )"""
+        )
+
+
+def state_exists(con: duckdb.DuckDBPyConnection, sync_name: str) -> bool:
+    try:
+        con.execute(f"select 1 from {state_table(sync_name)} limit 0")
+        return True
+    except duckdb.CatalogException:
+        return False
+
+
+def start_pass(
+    con: duckdb.DuckDBPyConnection, run_id: str, sync_name: str, kind: str, mode: str,
+    full_resync: bool,
+) -> None:
+    con.execute(
+        f"insert into {SCHEMA}.sync_runs (run_id, sync_name, kind, mode, full_resync, started_at)"
+        " values (?, ?, ?, ?, ?, now())",
+        [run_id, sync_name, kind, mode, full_resync],
+    )
+
+
+def unfinished_passes(con: duckdb.DuckDBPyConnection, sync_name: str) -> list[str]:
+    rows = con.execute(
+        f"select run_id from {SCHEMA}.sync_runs where sync_name = ? and finished_at is null"
+        " order by started_at",
+        [sync_name],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+@dataclass(frozen=True)
+class FoldCounts:
+    delivered: int
+    rejected: int
+    dead: int
+    pending: int
+
+
+def fold(
+    con: duckdb.DuckDBPyConnection,
+    sync_name: str,
+    run_ids: list[str],
+    max_attempts: int,
+    status: str,
+    message: str | None = None,
+) -> FoldCounts:
+    """Apply the acknowledgements of finished or crashed passes, in one transaction.
+
+    Delivered intents move into the sync state and leave the outbox; rejections raise the
+    attempt count and dead-letter the intent at `max_attempts`; anything unanswered stays
+    pending and is re-sent, with its key, by the next pass.
+    """
+    if not run_ids:
+        return FoldCounts(0, 0, 0, 0)
+    st = state_table(sync_name)
+    con.execute("begin transaction")
+    try:
+        con.execute(
+            f"""create or replace temp table hw_acks as
+            select idempotency_key,
+                   count(*) filter (where status = 'rejected') as rejections,
+                   bool_or(status = 'delivered') as delivered,
+                   arg_max(response_code, attempted_at) as last_code,
+                   arg_max(error, attempted_at) as last_error,
+                   arg_max(run_id, attempted_at) as last_run_id
+            from {SCHEMA}.delivery_records
+            where sync_name = ? and list_contains(?, run_id)
+            group by idempotency_key""",
+            [sync_name, run_ids],
+        )
+        con.execute(
+            f"""create or replace temp table hw_done as
+            select o.profile_id, o.action, o.row_hash, o.identifiers, o.idempotency_key
+            from {SCHEMA}.outbox o join hw_acks a using (idempotency_key)
+            where o.sync_name = ? and a.delivered""",
+            [sync_name],
+        )
+        con.execute(f"delete from {st} s using hw_done d where s.profile_id = d.profile_id")
+        con.execute(
+            f"""insert into {st} (profile_id, row_hash, identifiers, delivered_at)
+            select profile_id, row_hash, identifiers, now() from hw_done
+            where action <> 'remove'"""
+        )
+        con.execute(
+            f"""delete from {SCHEMA}.outbox o using hw_done d
+            where o.sync_name = ? and o.idempotency_key = d.idempotency_key""",
+            [sync_name],
+        )
+        con.execute(
+            f"""update {SCHEMA}.outbox o set
+                attempts = o.attempts + a.rejections,
+                last_status_code = a.last_code,
+                last_error = a.last_error,
+                last_run_id = a.last_run_id,
+                updated_at = now(),
+                status = case when a.rejections = 0 then o.status
+                              when o.attempts + a.rejections >= ? then 'dead'
+                              else 'rejected' end
+            from hw_acks a
+            where o.sync_name = ? and o.idempotency_key = a.idempotency_key""",
+            [max_attempts, sync_name],
+        )
+        counts = con.execute(
+            f"""select
+                (select count(*) from hw_done),
+                count(*) filter (where o.status = 'rejected'),
+                count(*) filter (where o.status = 'dead'),
+                count(*) filter (where o.status = 'pending')
+            from {SCHEMA}.outbox o join hw_acks a using (idempotency_key)
+            where o.sync_name = ?""",
+            [sync_name],
+        ).fetchone()
+        assert counts is not None
+        result = FoldCounts(int(counts[0]), int(counts[1]), int(counts[2]), int(counts[3]))
+        con.execute(
+            f"""update {SCHEMA}.sync_runs set finished_at = now(), status = ?, message = ?,
+                delivered = ?, rejected = ?, dead = ?, pending = ?
+            where sync_name = ? and list_contains(?, run_id)""",
+            [status, message, result.delivered, result.rejected, result.dead, result.pending,
+             sync_name, run_ids],
+        )
+        con.execute("drop table hw_acks")
+        con.execute("drop table hw_done")
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return result
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    sync_name: str
+    idempotency_key: str
+    profile_id: str
+    action: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def list_dead_letters(
+    con: duckdb.DuckDBPyConnection, sync_name: str | None = None, limit: int | None = None
+) -> list[DeadLetter]:
+    """Intents that were rejected max_attempts times, newest first."""
+    ensure_state(con)
+    sql = (
+        f"select sync_name, idempotency_key, profile_id, action, attempts, last_status_code,"
+        f" last_error, created_at, updated_at from {SCHEMA}.outbox where status = 'dead'"
+    )
+    params: list[Any] = []
+    if sync_name is not None:
+        sql += " and sync_name = ?"
+        params.append(sync_name)
+    sql += " order by updated_at desc, idempotency_key"
+    if limit is not None:
+        sql += f" limit {int(limit)}"
+    return [DeadLetter(*row) for row in con.execute(sql, params).fetchall()]
+
+
+def replay_dead_letters(
+    con: duckdb.DuckDBPyConnection, sync_name: str, keys: list[str] | None = None
+) -> int:
+    """Make dead letters pending again (attempts reset); the next run sends them, same key."""
+    ensure_state(con)
+    sql = (
+        f"update {SCHEMA}.outbox set status = 'pending', attempts = 0, updated_at = now()"
+        " where sync_name = ? and status = 'dead'"
+    )
+    params: list[Any] = [sync_name]
+    if keys:
+        sql += " and list_contains(?, idempotency_key)"
+        params.append(keys)
+    row = con.execute(sql, params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def outbox_counts(con: duckdb.DuckDBPyConnection, sync_name: str) -> dict[str, int]:
+    rows = con.execute(
+        f"select status, count(*) from {SCHEMA}.outbox where sync_name = ? group by status",
+        [sync_name],
+    ).fetchall()
+    return {str(s): int(n) for s, n in rows}
