@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import requests
-
 from activations.destinations.base import (
     Action,
+    Channel,
+    DestinationAuthError,
     DestinationConfig,
     DestinationConfigError,
     Outcome,
@@ -24,6 +24,7 @@ from activations.destinations.base import (
     RecordResult,
     TransientDestinationError,
 )
+from activations.http import HttpClient
 from activations.identifiers import normalize_phone_e164
 
 # Twilio codes meaning "this recipient/message can never go as is" are plain 4xx and end up
@@ -41,7 +42,6 @@ class TwilioOptions:
     messaging_service_sid: str | None  # MG... service (option `messaging_service_sid`)
     status_callback: str | None  # URL Twilio posts delivery status to (option)
     default_phone_country: str  # region for numbers without a country code (option)
-    timeout_seconds: float  # per-request timeout (option)
 
     @classmethod
     def from_config(cls, config: DestinationConfig) -> TwilioOptions:
@@ -64,7 +64,6 @@ class TwilioOptions:
             messaging_service_sid=str(service) if service else None,
             status_callback=opts.get("status_callback"),
             default_phone_country=str(opts.get("default_phone_country", "US")),
-            timeout_seconds=float(opts.get("timeout_seconds", 30)),
         )
 
 
@@ -72,26 +71,28 @@ class TwilioDestination:
     """SMS through Twilio; SEND only (a message is an append, never a membership)."""
 
     kind: ClassVar[str] = "twilio"
-    channel: ClassVar[str] = "sms"
-    default_base_url: ClassVar[str] = "https://api.twilio.com"
+    channel: ClassVar[Channel | None] = Channel.SMS
+    default_base_url: ClassVar[str | None] = "https://api.twilio.com"
+    # Twilio limits concurrency (20429), not a published rate; the HTTP layer retries 429s.
+    default_rate_limit: ClassVar[tuple[float, int] | None] = None
     # One request per message; this only bounds how many the engine hands over at once.
     max_batch_size: ClassVar[int] = 100
     supported_actions: ClassVar[frozenset[Action]] = frozenset({Action.SEND})
 
-    def __init__(self, config: DestinationConfig, session: requests.Session | None = None) -> None:
+    def __init__(self, config: DestinationConfig, http: HttpClient) -> None:
         self.options = TwilioOptions.from_config(config)
         self._url = (
-            f"{(config.base_url or self.default_base_url).rstrip('/')}/2010-04-01/Accounts/"
+            f"{(config.base_url or 'https://api.twilio.com').rstrip('/')}/2010-04-01/Accounts/"
             f"{self.options.account_sid}/Messages.json"
         )
-        self._session = session or requests.Session()
+        self.http = http
 
     def send_batch(self, records: Sequence[Record]) -> list[RecordResult]:
         results: list[RecordResult] = []
         for i, record in enumerate(records):
             try:
                 result = self._send_one(record)
-            except (TransientDestinationError, DestinationConfigError) as exc:
+            except TransientDestinationError as exc:  # DestinationAuthError included
                 if not results:
                     raise  # nothing happened yet: the whole batch stays pending
                 # Keep what already went out; the rest is safe to send again with its key.
@@ -133,31 +134,23 @@ class TwilioDestination:
         # found for outbound requests (destinations.md §0.5): sent in case Twilio honours it.
         # The real guarantee against duplicate texts is the engine's outbox key.
         headers = {"I-Twilio-Idempotency-Token": record.idempotency_key}
-        try:
-            resp = self._session.post(
-                self._url,
-                data=form,
-                headers=headers,
-                auth=(self.options.account_sid, self.options.auth_token),
-                timeout=self.options.timeout_seconds,
-            )
-        except requests.RequestException as exc:
-            raise TransientDestinationError(
-                f"twilio: sending a message failed ({type(exc).__name__}); "
-                "it is retried with the same idempotency key next run"
-            ) from exc
+        # 429 (code 20429, "not processed, safe to retry") and 5xx are retried by the HTTP
+        # layer and surface as TransientDestinationError once its budget is spent.
+        resp = self.http.request(
+            "POST",
+            self._url,
+            data=form,
+            headers=headers,
+            auth=(self.options.account_sid, self.options.auth_token),
+        )
         status = resp.status_code
         if status in (200, 201):
             sid = _json(resp).get("sid")
             return RecordResult(record.idempotency_key, Outcome.DELIVERED, status, None, sid)
         err = _json(resp)
         code, message = err.get("code"), err.get("message") or resp.reason
-        if status == 429 or status >= 500:
-            raise TransientDestinationError(
-                f"twilio: HTTP {status} (code {code}): {message}; retried next run"
-            )
         if status in (401, 403) or code in _AUTH_CODES:
-            raise DestinationConfigError(
+            raise DestinationAuthError(
                 f"twilio refused the credentials (HTTP {status}, code {code}): check "
                 "HEADWATER_TWILIO_ACCOUNT_SID and HEADWATER_TWILIO_AUTH_TOKEN"
             )
@@ -167,7 +160,7 @@ class TwilioDestination:
         )
 
 
-def _json(resp: requests.Response) -> dict[str, Any]:
+def _json(resp: Any) -> dict[str, Any]:
     try:
         data = resp.json()
     except ValueError:
