@@ -177,14 +177,14 @@ def write_plan(
             where o.sync_name = ? and o.status = 'rejected' and {match}
               and o.last_run_id is distinct from ?""",
             [plan.sync_name, no_revive_run],
-        ).fetchone()
+        ).fetchall()[0]
         # Open intents for an older version of the row (or a member no longer in the diff).
         superseded = con.execute(
             f"""delete from {SCHEMA}.outbox o
             where o.sync_name = ? and o.status in ('rejected', 'dead')
               and not exists (select 1 from hw_diff d where {match})""",
             [plan.sync_name],
-        ).fetchone()
+        ).fetchall()[0]
         con.execute(f"delete from {st} s using hw_diff d where d.action = 'leave' "
                     "and s.profile_id = d.profile_id")
         payload = _json_object(plan.payload_columns)

@@ -142,7 +142,7 @@ def pending_count(con: duckdb.DuckDBPyConnection, sync_name: str) -> int:
     row = con.execute(
         f"select count(*) from {SCHEMA}.outbox where sync_name = ? and status = 'pending'",
         [sync_name],
-    ).fetchone()
+    ).fetchall()[0]
     return int(row[0]) if row else 0
 
 
@@ -163,12 +163,12 @@ def drain(
     reader_con = con.cursor()
     try:
         for action in ACTION_ORDER:
-            reader = reader_con.execute(
+            reader = reader_con.sql(
                 f"""select idempotency_key, profile_id, payload, attempts
                 from {SCHEMA}.outbox
                 where sync_name = ? and status = 'pending' and action = ?""",
-                [sync_name, action.value],
-            ).fetch_record_batch(batch_size)
+                params=[sync_name, action.value],
+            ).to_arrow_reader(batch_size)
             for batch in reader:
                 stopped = _send_batch(batch, action, destination, mapper, acks, counts)
                 acks.maybe_flush()

@@ -81,7 +81,7 @@ def state_table(sync_name: str) -> str:
 def _attached_catalog(con: duckdb.DuckDBPyConnection) -> bool:
     row = con.execute(
         "select count(*) from duckdb_databases() where database_name = ?", [SCHEMA]
-    ).fetchone()
+    ).fetchall()[0]
     return bool(row and row[0])
 
 
@@ -211,7 +211,7 @@ def fold(
             from {SCHEMA}.outbox o join hw_acks a using (idempotency_key)
             where o.sync_name = ?""",
             [sync_name],
-        ).fetchone()
+        ).fetchall()[0]
         assert counts is not None
         result = FoldCounts(int(counts[0]), int(counts[1]), int(counts[2]), int(counts[3]))
         con.execute(
@@ -275,7 +275,7 @@ def replay_dead_letters(
     if keys:
         sql += " and list_contains(?, idempotency_key)"
         params.append(keys)
-    row = con.execute(sql, params).fetchone()
+    row = con.execute(sql, params).fetchall()[0]
     return int(row[0]) if row else 0
 
 
