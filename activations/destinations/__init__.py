@@ -14,6 +14,9 @@ from activations.destinations.base import DestinationConfigError
 REGISTRY: dict[str, str] = {
     "webhook": "activations.destinations.webhook:WebhookDestination",
     "sendgrid": "activations.destinations.sendgrid:SendGridDestination",
+    "braze": "activations.destinations.braze:BrazeDestination",
+    "klaviyo": "activations.destinations.klaviyo:KlaviyoDestination",
+    "twilio": "activations.destinations.twilio:TwilioDestination",
 }
 
 

@@ -69,6 +69,9 @@ class BatchReceiver:
                 self.end_headers()
                 self.wfile.write(data)
 
+            do_PUT = do_POST  # noqa: N815
+            do_DELETE = do_POST  # noqa: N815
+
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()

@@ -14,7 +14,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from batch_receiver import SECRET, BatchReceiver  # noqa: E402
 
 
-
 @pytest.fixture
 def receiver() -> Iterator[BatchReceiver]:
     r = BatchReceiver().start()

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from batch_receiver import BatchReceiver
 from synctools import hook_sync, make_audience, member
 
 from activations.engine import run_sync
