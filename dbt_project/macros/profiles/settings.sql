@@ -13,6 +13,7 @@
       'high_value_top_fraction': 0.1,
       'recent_purchase_days': 30,
       'propensity_window_days': 30,
+      'churn_window_days': 90,
       'propensity_newton_iterations': 8,
       'propensity_l2': 1.0,
       'likely_to_purchase_top_fraction': 0.1,

@@ -1,21 +1,28 @@
 {#-
-  Propensity features per profile at three cutoffs, computed only from what happened strictly
-  before each cutoff (W = var propensity_window_days, 30 by default):
-    train  at as_of - 2W, labels from [cutoff, cutoff + W)   (parameters are fit here)
-    eval   at as_of - W,  labels from [cutoff, as_of)        (out-of-time evaluation)
-    score  at as_of,      no labels yet                      (today's scores)
-  A profile appears at a cutoff when it had any event or order before it. Only orders that
-  count as purchases (not cancelled/refunded) count, for features and labels alike.
+  Propensity features per profile at five cutoffs, computed only from what happened strictly
+  before each cutoff. Each cutoff labels the window after it (its label_window_days):
+    purchase_train  as_of - 2P, purchase_eval as_of - P   (P = var propensity_window_days, 30)
+    churn_train     as_of - 2C, churn_eval    as_of - C   (C = var churn_window_days, 90)
+    score           as_of, no labels yet (today's scores)
+  The eval cutoff's window ends at as_of and the train cutoff's window ends at the eval cutoff,
+  so evaluation is out of time. A profile appears at a cutoff when it had any event or order
+  before it. Only orders that count as purchases (not cancelled/refunded) count.
 -#}
 {%- set as_of = headwater.as_of_timestamp() %}
-{%- set window = headwater.profile_setting('propensity_window_days') | int %}
+{%- set p = headwater.profile_setting('propensity_window_days') | int %}
+{%- set c = headwater.profile_setting('churn_window_days') | int %}
 with cutoffs as (
 
-    select 'train' as split, {{ headwater.add_days(as_of, -2 * window) }} as cutoff_at
+    select 'purchase_train' as cutoff_name, 'train' as split,
+        {{ headwater.add_days(as_of, -2 * p) }} as cutoff_at, {{ p }} as label_window_days
     union all
-    select 'eval', {{ headwater.add_days(as_of, -window) }}
+    select 'purchase_eval', 'eval', {{ headwater.add_days(as_of, -p) }}, {{ p }}
     union all
-    select 'score', {{ as_of }}
+    select 'churn_train', 'train', {{ headwater.add_days(as_of, -2 * c) }}, {{ c }}
+    union all
+    select 'churn_eval', 'eval', {{ headwater.add_days(as_of, -c) }}, {{ c }}
+    union all
+    select 'score', 'score', {{ as_of }}, 0
 
 ),
 
@@ -30,7 +37,7 @@ orders as (
 order_features as (
 
     select
-        cutoffs.split,
+        cutoffs.cutoff_name,
         orders.profile_id,
         min(orders.ordered_at) as first_order_at,
         max(orders.ordered_at) as last_order_at,
@@ -40,14 +47,14 @@ order_features as (
             then orders.total else 0 end) as spend_365d
     from cutoffs
     join orders on orders.ordered_at < cutoffs.cutoff_at
-    group by cutoffs.split, orders.profile_id
+    group by cutoffs.cutoff_name, orders.profile_id
 
 ),
 
 event_features as (
 
     select
-        cutoffs.split,
+        cutoffs.cutoff_name,
         events.profile_id,
         min(events.event_at) as first_event_at,
         max(events.event_at) as last_event_at,
@@ -57,35 +64,53 @@ event_features as (
             and events.event_name = 'Product Added' then 1 else 0 end) as cart_adds_30d
     from cutoffs
     join {{ ref('int_profile_events') }} as events on events.event_at < cutoffs.cutoff_at
-    group by cutoffs.split, events.profile_id
+    group by cutoffs.cutoff_name, events.profile_id
 
 ),
 
 labels as (
 
-    select cutoffs.split, orders.profile_id, count(*) as orders_in_window
-    from cutoffs
-    join orders
-        on orders.ordered_at >= cutoffs.cutoff_at
-        and orders.ordered_at < {{ headwater.add_days('cutoffs.cutoff_at', window) }}
-    where cutoffs.split <> 'score'
-    group by cutoffs.split, orders.profile_id
+    -- What each profile did in the window after each cutoff: orders and any activity.
+    select
+        cutoff_name,
+        profile_id,
+        sum(is_order) as orders_in_window,
+        count(*) as activity_in_window
+    from (
+        select cutoffs.cutoff_name, orders.profile_id, 1 as is_order
+        from cutoffs
+        join orders
+            on orders.ordered_at >= cutoffs.cutoff_at
+            and orders.ordered_at < {{ headwater.add_days('cutoffs.cutoff_at',
+                'cutoffs.label_window_days') }}
+        union all
+        select cutoffs.cutoff_name, events.profile_id, 0 as is_order
+        from cutoffs
+        join {{ ref('int_profile_events') }} as events
+            on events.event_at >= cutoffs.cutoff_at
+            and events.event_at < {{ headwater.add_days('cutoffs.cutoff_at',
+                'cutoffs.label_window_days') }}
+    ) as after_cutoff
+    where cutoff_name <> 'score'
+    group by cutoff_name, profile_id
 
 ),
 
 population as (
 
-    select split, profile_id from order_features
+    select cutoff_name, profile_id from order_features
     union
-    select split, profile_id from event_features
+    select cutoff_name, profile_id from event_features
 
 ),
 
 raw_features as (
 
     select
-        population.split,
+        population.cutoff_name,
+        cutoffs.split,
         cutoffs.cutoff_at,
+        cutoffs.label_window_days,
         population.profile_id,
         least(coalesce({{ headwater.days_between('order_features.last_order_at',
             'cutoffs.cutoff_at') }}, 730), 730) as days_since_last_order,
@@ -103,26 +128,33 @@ raw_features as (
             ~ 'coalesce(order_features.first_order_at, event_features.first_event_at))',
             'cutoffs.cutoff_at') }}, 730) as tenure_days,
         case
-            when population.split = 'score' then null
-            when labels.profile_id is not null then 1
+            when population.cutoff_name = 'score' then null
+            when labels.orders_in_window > 0 then 1
             else 0
-        end as purchased_in_window
+        end as purchased_in_window,
+        case
+            when population.cutoff_name = 'score' then null
+            when labels.activity_in_window > 0 then 1
+            else 0
+        end as active_in_window
     from population
-    join cutoffs on cutoffs.split = population.split
+    join cutoffs on cutoffs.cutoff_name = population.cutoff_name
     left join order_features
-        on order_features.split = population.split
+        on order_features.cutoff_name = population.cutoff_name
         and order_features.profile_id = population.profile_id
     left join event_features
-        on event_features.split = population.split
+        on event_features.cutoff_name = population.cutoff_name
         and event_features.profile_id = population.profile_id
     left join labels
-        on labels.split = population.split and labels.profile_id = population.profile_id
+        on labels.cutoff_name = population.cutoff_name and labels.profile_id = population.profile_id
 
 )
 
 select
+    cutoff_name,
     split,
     cutoff_at,
+    label_window_days,
     profile_id,
     days_since_last_order,
     orders_365d,
@@ -140,5 +172,6 @@ select
     ln(1 + events_30d) as log_events_30d,
     ln(1 + cart_adds_30d) as log_cart_adds_30d,
     ln(1 + tenure_days) as log_tenure_days,
-    purchased_in_window
+    purchased_in_window,
+    active_in_window
 from raw_features

@@ -1,6 +1,6 @@
 {#-
   Today's scores, one row per profile_id: the fitted models applied to the features at as_of.
-  churn_risk is null for profiles that never ordered (churn is defined for customers only);
+  churn_risk (silent for the next churn_window_days) is null for profiles that never ordered;
   both are null for a profile with no activity up to as_of.
 -#}
 {%- set features = headwater.propensity_features() %}
@@ -12,7 +12,7 @@ with params as (
 
 current_features as (
 
-    select * from {{ ref('int_propensity_features') }} where split = 'score'
+    select * from {{ ref('int_propensity_features') }} where cutoff_name = 'score'
 
 ),
 
