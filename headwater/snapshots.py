@@ -1,0 +1,398 @@
+"""Published snapshots: the models readers need, as Parquet files outside the warehouse file.
+
+Why: DuckDB lets one process hold a database file, and dbt-duckdb holds the warehouse for a
+whole `dbt build`; while it does, no other process can even open the file read-only. Sensors,
+sync runs and the fast path must keep working during builds, so they never open the warehouse:
+after a successful build, `publish` copies the models they read (customer_profiles and every
+audience) into `published/` next to the warehouse, and readers use `relation(model)`.
+
+Layout of `<warehouse dir>/published/`:
+
+    manifest.json                       which file is current for each model (replaced atomically)
+    models/<model>/<seq>.parquet        one immutable snapshot per publish that changed the model
+    changes/<model>/<seq>.parquet       rows that differ from the previous snapshot (the change log)
+
+Files are written under a temporary name and renamed (`os.replace`, atomic on POSIX), the
+manifest last; a reader that read the old manifest still finds the old files, because the last
+`KEEP_SNAPSHOTS` snapshots are kept. So a reader sees either the old or the new state, whole.
+
+The change log is what makes sensor ticks cost what changed rather than what exists: publish
+pays one comparison per build (it reads the previous snapshot anyway), and a sensor reads only
+the change files after its cursor. A change row carries the member's full new row
+(`_hw_change = 'upsert'`) or only its key (`'remove'`), so consumers can compute their own
+per-sync hash from it without reading the snapshot.
+
+On Snowflake there is no file lock to work around: nothing is published and `relation`
+returns the table itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from headwater.config import Settings
+from headwater.warehouse import connect
+
+MANIFEST_NAME = "manifest.json"
+# Snapshots kept per model: the current one and enough older ones for a reader that read the
+# previous manifest a moment ago (a sensor tick, a sync run starting) to finish reading.
+KEEP_SNAPSHOTS = 3
+# Change files kept per model; a cursor older than the oldest one cannot be answered from the
+# log and the reader must fall back to a full comparison (sensors then simply request a run).
+KEEP_CHANGES = 200
+PROFILES_MODEL = "customer_profiles"
+ROW_HASH = "_hw_row_hash"
+CHANGE = "_hw_change"
+SEQ = "_hw_seq"
+# Raw landing tables and the column that says when a row landed (freshness checks).
+LANDING_COLUMNS: dict[str, str] = {
+    "events": "received_at",
+    "orders": "created_at",
+    "crm_contacts": "updated_at",
+    "consent": "recorded_at",
+}
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class ChangeFile:
+    """Rows of one model that changed at publish `seq`."""
+
+    seq: int
+    path: str  # relative to the published folder
+    upserts: int
+    removes: int
+
+
+@dataclass(frozen=True)
+class ModelSnapshot:
+    """The current snapshot of one model."""
+
+    seq: int  # the publish that last changed it
+    path: str  # relative to the published folder
+    rows: int
+    # Order-independent digest of every row: equal hashes, equal tables.
+    content_hash: str
+    # Oldest first; empty for models without a profile_id key (no change log).
+    changes: list[ChangeFile] = field(default_factory=list)
+    # The change log answers "what changed after seq c" for every c >= log_from_seq: it starts
+    # at the model's first snapshot and moves forward when old change files are pruned.
+    log_from_seq: int = 0
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What `published/` holds, as of one publish."""
+
+    seq: int
+    build_id: str
+    published_at: float
+    models: dict[str, ModelSnapshot]
+    # raw table -> latest landing time (ISO, UTC) seen at publish; None when the table is empty.
+    landing: dict[str, str | None] = field(default_factory=dict)
+
+    def changes_after(self, model: str, cursor_seq: int) -> list[ChangeFile] | None:
+        """Change files with seq > cursor_seq, or None when the log cannot answer.
+
+        None means: the model is not published, or the cursor predates what the log covers
+        (before the model's first snapshot, or older files were pruned). Callers then fall back
+        to a full comparison.
+        """
+        snap = self.models.get(model)
+        if snap is None or cursor_seq < snap.log_from_seq:
+            return None
+        return [c for c in snap.changes if c.seq > cursor_seq]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        data = json.loads(text)
+        models = {
+            name: ModelSnapshot(
+                **{
+                    **snap,
+                    "changes": [ChangeFile(**c) for c in snap.get("changes", [])],
+                }
+            )
+            for name, snap in data["models"].items()
+        }
+        return cls(
+            seq=data["seq"],
+            build_id=data["build_id"],
+            published_at=data["published_at"],
+            models=models,
+            landing=data.get("landing", {}),
+        )
+
+
+class SnapshotError(RuntimeError):
+    """Nothing is published yet, or a published file is missing."""
+
+
+def published_dir(settings: Settings) -> Path:
+    """`published/` next to the warehouse file (HEADWATER_PUBLISHED_DIR overrides it)."""
+    override = os.environ.get("HEADWATER_PUBLISHED_DIR")
+    if override:
+        return Path(override).expanduser().resolve()
+    return settings.duckdb_path.parent / "published"
+
+
+def read_manifest(folder: Path) -> Manifest | None:
+    """The current manifest, or None when nothing was published yet. Takes no lock."""
+    try:
+        return Manifest.from_json((folder / MANIFEST_NAME).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def relation(model: str, settings: Settings, manifest: Manifest | None = None) -> str:
+    """SQL for a FROM clause that reads `model` without touching the warehouse file.
+
+    DuckDB target: a subquery over the model's current Parquet snapshot (the row hash column
+    that publish adds is left out). Snowflake: the table itself.
+    """
+    _check_ident(model)
+    if settings.target != "duckdb":
+        return model
+    folder = published_dir(settings)
+    manifest = manifest or read_manifest(folder)
+    if manifest is None or model not in manifest.models:
+        raise SnapshotError(
+            f"No published snapshot of {model!r} in {folder}. Run `headwater build` "
+            "(it publishes after a successful build) or materialize the dbt assets in Dagster."
+        )
+    path = folder / manifest.models[model].path
+    return f"(select * exclude ({ROW_HASH}) from read_parquet({_lit(path)}))"
+
+
+def change_relation(files: Sequence[ChangeFile], folder: Path) -> str:
+    """SQL over the given change files: the model's columns plus _hw_change and _hw_seq."""
+    if not files:
+        raise ValueError("no change files")
+    paths = ", ".join(_lit(folder / f.path) for f in files)
+    # union_by_name: a model that gained a column between builds still reads as one table.
+    return f"(select * from read_parquet([{paths}], union_by_name = true))"
+
+
+def default_models(con: duckdb.DuckDBPyConnection, extra: Sequence[str] = ()) -> list[str]:
+    """customer_profiles, every `audience_*` table, and `extra` (audiences named by syncs)."""
+    rows = con.execute(
+        "select table_name from information_schema.tables where table_schema = 'main' "
+        "and (table_name = ? or table_name like 'audience\\_%' escape '\\')",
+        [PROFILES_MODEL],
+    ).fetchall()
+    names = {str(r[0]) for r in rows} | set(extra)
+    return sorted(names)
+
+
+def publish(
+    settings: Settings,
+    models: Sequence[str] | None = None,
+    *,
+    con: duckdb.DuckDBPyConnection | None = None,
+    build_id: str | None = None,
+    wait_seconds: float = 60.0,
+) -> Manifest:
+    """Snapshot `models` (default: `default_models`) from the warehouse into `published/`.
+
+    Call it right after dbt succeeds, from the process that ran dbt: the warehouse is then free
+    (or held by this process, in which case pass its connection as `con`).
+    """
+    folder = published_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    if settings.target != "duckdb":
+        return Manifest(0, build_id or "", time.time(), {})
+    with _publish_lock(folder), _warehouse(settings, con, wait_seconds) as wh:
+        previous = read_manifest(folder)
+        seq = (previous.seq if previous else 0) + 1
+        names = list(models) if models is not None else default_models(wh)
+        snapshots: dict[str, ModelSnapshot] = {}
+        for name in names:
+            _check_ident(name)
+            old = previous.models.get(name) if previous else None
+            snapshots[name] = _publish_model(wh, folder, name, seq, old)
+        if previous:  # models not republished this time stay as they were
+            for name, snap in previous.models.items():
+                snapshots.setdefault(name, snap)
+        manifest = Manifest(
+            seq=seq,
+            build_id=build_id or uuid.uuid4().hex,
+            published_at=time.time(),
+            models=snapshots,
+            landing=landing_watermarks(wh),
+        )
+        _atomic_write_text(folder / MANIFEST_NAME, manifest.to_json())
+        _prune(folder, manifest)
+        return manifest
+
+
+def landing_watermarks(con: duckdb.DuckDBPyConnection) -> dict[str, str | None]:
+    """raw table -> max landing time (ISO), for the tables that exist."""
+    have = {
+        str(r[0])
+        for r in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'raw'"
+        ).fetchall()
+    }
+    out: dict[str, str | None] = {}
+    for table, column in LANDING_COLUMNS.items():
+        if table in have:
+            value = con.execute(f"select max({column}) from raw.{table}").fetchone()
+            out[table] = value[0].isoformat() if value and value[0] is not None else None
+    return out
+
+
+def _publish_model(
+    con: duckdb.DuckDBPyConnection, folder: Path, name: str, seq: int, old: ModelSnapshot | None
+) -> ModelSnapshot:
+    columns = [str(r[0]) for r in con.execute(f"describe main.{name}").fetchall()]
+    row_json = "to_json(t)"
+    new_path = f"models/{name}/{seq:012d}.parquet"
+    target = folder / new_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    con.execute(
+        f"copy (select t.*, md5(cast({row_json} as varchar)) as {ROW_HASH} from main.{name} t) "
+        f"to {_lit(tmp)} (format parquet, compression zstd)"
+    )
+    rows, content_hash = con.execute(
+        f"select count(*), coalesce(md5(string_agg({ROW_HASH}, '' order by {ROW_HASH})), '') "
+        f"from read_parquet({_lit(tmp)})"
+    ).fetchone() or (0, "")
+    if old is not None and old.content_hash == content_hash:
+        tmp.unlink()  # unchanged: keep the old snapshot, write no change file
+        return old
+    os.replace(tmp, target)
+    changes = list(old.changes) if old else []
+    log_from_seq = old.log_from_seq if old else seq
+    if "profile_id" not in columns:
+        log_from_seq = seq  # no key, no change log: only "changed since the latest" is known
+    elif old is not None:
+        change = _write_changes(con, folder, name, seq, folder / old.path, target)
+        if change is not None:
+            changes.append(change)
+        if len(changes) > KEEP_CHANGES:
+            pruned, changes = changes[:-KEEP_CHANGES], changes[-KEEP_CHANGES:]
+            log_from_seq = max(log_from_seq, pruned[-1].seq)
+    return ModelSnapshot(
+        seq=seq,
+        path=new_path,
+        rows=int(rows),
+        content_hash=str(content_hash),
+        changes=changes,
+        log_from_seq=log_from_seq,
+    )
+
+
+def _write_changes(
+    con: duckdb.DuckDBPyConnection, folder: Path, name: str, seq: int, old: Path, new: Path
+) -> ChangeFile | None:
+    rel = f"changes/{name}/{seq:012d}.parquet"
+    target = folder / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    # Upserts carry the whole new row; removes only the key (other columns null).
+    con.execute(
+        f"""copy (
+            select n.*, 'upsert' as {CHANGE}, {seq}::bigint as {SEQ}
+            from read_parquet({_lit(new)}) n
+            anti join read_parquet({_lit(old)}) o
+              on o.profile_id = n.profile_id and o.{ROW_HASH} = n.{ROW_HASH}
+            union all by name
+            select o.profile_id, 'remove' as {CHANGE}, {seq}::bigint as {SEQ}
+            from read_parquet({_lit(old)}) o
+            anti join read_parquet({_lit(new)}) n on n.profile_id = o.profile_id
+        ) to {_lit(tmp)} (format parquet, compression zstd)"""
+    )
+    upserts, removes = con.execute(
+        f"select count(*) filter (where {CHANGE} = 'upsert'), "
+        f"count(*) filter (where {CHANGE} = 'remove') from read_parquet({_lit(tmp)})"
+    ).fetchone() or (0, 0)
+    if not upserts and not removes:
+        tmp.unlink()
+        return None
+    os.replace(tmp, target)
+    return ChangeFile(seq=seq, path=rel, upserts=int(upserts), removes=int(removes))
+
+
+def _prune(folder: Path, manifest: Manifest) -> None:
+    """Delete snapshots and change files the manifest no longer needs (keep a few back)."""
+    for name, snap in manifest.models.items():
+        model_dir = folder / "models" / name
+        if model_dir.is_dir():
+            files = sorted(p for p in model_dir.glob("*.parquet"))
+            keep = {folder / snap.path, *files[-KEEP_SNAPSHOTS:]}
+            for p in files:
+                if p not in keep:
+                    p.unlink(missing_ok=True)
+        change_dir = folder / "changes" / name
+        if change_dir.is_dir():
+            wanted = {folder / c.path for c in snap.changes}
+            for p in change_dir.glob("*.parquet"):
+                if p not in wanted:
+                    p.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _publish_lock(folder: Path) -> Iterator[None]:
+    # Two publishers (a CLI build and a Dagster run) must not interleave their seq numbers.
+    with open(folder / ".publish.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _warehouse(
+    settings: Settings, con: duckdb.DuckDBPyConnection | None, wait_seconds: float
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    if con is not None:
+        yield con
+        return
+    own = connect(settings.duckdb_path, read_only=True, wait_seconds=wait_seconds)
+    try:
+        yield own
+    finally:
+        own.close()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _lit(path: Path | str) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _check_ident(name: str) -> None:
+    if not _IDENT.match(name):
+        raise ValueError(f"model name {name!r} is not a plain identifier")
+
+
+def describe(manifest: Manifest) -> dict[str, Any]:
+    """A short summary for logs and Dagster metadata."""
+    return {
+        "seq": manifest.seq,
+        "build_id": manifest.build_id,
+        "models": {n: s.rows for n, s in sorted(manifest.models.items())},
+    }
