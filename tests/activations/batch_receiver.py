@@ -41,6 +41,7 @@ class BatchReceiver:
         self.statuses: list[int] = []
         self.bad_signatures = 0
         self.bytes_received = 0
+        self.delay_seconds = 0.0  # per request, so that a test can kill a client mid-run
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -72,7 +73,11 @@ class BatchReceiver:
             do_PUT = do_POST  # noqa: N815
             do_DELETE = do_POST  # noqa: N815
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a client SIGKILLed mid-request is expected in the crash test
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -83,6 +88,8 @@ class BatchReceiver:
             self._server.server_close()
 
     def handle(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], Any]:
+        if self.delay_seconds:
+            time.sleep(self.delay_seconds)
         with self.lock:
             self.request_times.append(time.monotonic())
             self.bytes_received += len(body)
