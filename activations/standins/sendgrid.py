@@ -31,6 +31,7 @@ CONTACTS_SPEC = "sendgrid_mc_contacts_v3.json"
 UPSERT = body_schema_ref(CONTACTS_SPEC, "/v3/marketing/contacts", "put")
 SEARCH_EMAILS = body_schema_ref(CONTACTS_SPEC, "/v3/marketing/contacts/search/emails", "post")
 IDENTIFIERS = ("email", "phone_number_id", "external_id", "anonymous_id")
+_OTHER_IDS = frozenset(IDENTIFIERS[1:])
 
 
 @dataclass
@@ -82,7 +83,7 @@ class SendGridStandin(Standin):
     def contacts(self) -> dict[str, dict[str, Any]]:
         """Contacts keyed by their primary identifier (email, else the first one present)."""
         with self.lock:
-            return {_primary(c): dict(c) for c in self._contacts.values()}
+            return {_primary(c): self._view(cid) for cid, c in self._contacts.items()}
 
     def members(self, list_id: str) -> set[str]:
         """Primary identifiers (emails) of the list's members."""
@@ -150,10 +151,16 @@ class SendGridStandin(Standin):
         if violations:
             return self._bad_request(violations)
         list_ids = [str(x) for x in body.get("list_ids") or []]
+        # Per request, not per contact: this loop is the benchmark's hot path.
+        now = _now()
+        h = uuid.uuid4().hex
+        id_prefix = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-"
         created = updated = 0
         errors: list[dict[str, Any]] = []
         with self.lock:
-            for index, contact in enumerate(contacts or []):
+            accepted: list[str] = []
+            fast = self._fast_upsert(contacts or [], now, id_prefix, accepted)
+            for index, contact in enumerate(contacts if fast is None else []):
                 ids = _identifiers(contact)
                 if not ids:
                     errors.append({"index": index, "message": "contact must include at least one "
@@ -163,10 +170,14 @@ class SendGridStandin(Standin):
                     errors.append({"index": index, "email": contact.get("email"),
                                    "message": "contact rejected"})
                     continue
-                if self._apply(contact, ids, list_ids):
+                if self._apply(contact, ids, now, f"{id_prefix}{index:012x}", accepted):
                     created += 1
                 else:
                     updated += 1
+            if fast is not None:
+                created, updated = fast
+            for list_id in list_ids:
+                self._lists.setdefault(list_id, set()).update(accepted)
             job_id = str(uuid.uuid4())
             self._jobs[job_id] = {
                 "id": job_id, "status": "pending", "job_type": "upsert", "polls": 0,
@@ -182,26 +193,59 @@ class SendGridStandin(Standin):
                 )
         return json_response(202, {"job_id": job_id})
 
-    def _apply(self, contact: dict[str, Any], ids: list[tuple[str, str]],
-               list_ids: list[str]) -> bool:
+    def _fast_upsert(self, contacts: list[Any], now: str, id_prefix: str,
+                     accepted: list[str]) -> tuple[int, int] | None:
+        """(created, updated) for a batch of email-only contacts without per-record faults.
+
+        The 1M-row benchmark goes through here: one dict lookup and one store per contact.
+        None when the batch needs the general path.
+        """
+        plan = self.faults.plan
+        if plan.reject_ids or plan.rate_reject:
+            return None
+        try:
+            keys = [c["email"].strip().lower() for c in contacts]
+        except (KeyError, AttributeError, TypeError):
+            return None
+        fields_used = set().union(*map(dict.keys, contacts))
+        if fields_used & _OTHER_IDS or "custom_fields" in fields_used:
+            return None
+        index, store = self._by_identifier, self._contacts
+        created = 0
+        append = accepted.append
+        for n, (email, contact) in enumerate(zip(keys, contacts, strict=True)):
+            key = ("email", email)
+            cid = index.get(key)
+            if cid is None:
+                cid = index[key] = f"{id_prefix}{n:012x}"
+                contact.update(id=cid, email=email, created_at=now, updated_at=now)
+                store[cid] = contact
+                created += 1
+            else:
+                stored = store[cid]
+                stored.update(contact)
+                stored.update(email=email, updated_at=now)
+            append(cid)
+        return created, len(contacts) - created
+
+    def _apply(self, contact: dict[str, Any], ids: list[tuple[str, str]], now: str,
+               new_id: str, accepted: list[str]) -> bool:
         """Upsert one contact; True when it was created."""
         cid = next((self._by_identifier[i] for i in ids if i in self._by_identifier), None)
         created = cid is None
         if cid is None:
-            cid = str(uuid.uuid4())
-            self._contacts[cid] = {"id": cid, "created_at": _now()}
+            cid = new_id
+            self._contacts[cid] = {"id": cid, "created_at": now}
         stored = self._contacts[cid]
         for key, value in contact.items():
             if key == "custom_fields" and isinstance(value, dict):
                 stored.setdefault("custom_fields", {}).update(value)
             else:
                 stored[key] = value.lower() if key == "email" and isinstance(value, str) else value
-        stored["updated_at"] = _now()
+        stored["updated_at"] = now
         for ident in ids:
             self._by_identifier[ident] = cid
-        for list_id in list_ids:
-            self._lists.setdefault(list_id, set()).add(cid)
-        stored["list_ids"] = sorted(lid for lid, m in self._lists.items() if cid in m)
+        accepted.append(cid)
         return created
 
     def _job_status(self, req: Request) -> Response:
@@ -237,7 +281,7 @@ class SendGridStandin(Standin):
                 if cid is None:
                     result[email] = {"error": "contact not found"}
                 else:
-                    result[email] = {"contact": dict(self._contacts[cid])}
+                    result[email] = {"contact": self._view(cid)}
         if not any("contact" in v for v in result.values()):
             return _err(404, "No contacts found")
         return json_response(200, {"result": result})
@@ -254,11 +298,7 @@ class SendGridStandin(Standin):
             unknown = [i for i in ids if i not in self._contacts]
             if unknown:
                 return _err(404, f"contact ids not found: {','.join(unknown[:10])}", "contact_ids")
-            for cid in ids:
-                members.discard(cid)
-                stored = self._contacts[cid]
-                list_id = req.params["id"]
-                stored["list_ids"] = [x for x in stored.get("list_ids", []) if x != list_id]
+            members.difference_update(ids)
             job_id = str(uuid.uuid4())
             self._jobs[job_id] = {"id": job_id, "status": "pending", "job_type": "delete",
                                   "polls": 0, "started_at": _now(),
@@ -266,6 +306,11 @@ class SendGridStandin(Standin):
                                               "created_count": 0, "updated_count": len(ids),
                                               "errored_count": 0}}
         return json_response(202, {"job_id": job_id})
+
+    def _view(self, cid: str) -> dict[str, Any]:
+        """A contact as SendGrid shows it: list memberships are derived, not stored per contact."""
+        lists = sorted(lid for lid, members in self._lists.items() if cid in members)
+        return {**self._contacts[cid], "list_ids": lists}
 
     def _list_count(self, req: Request) -> Response:
         with self.lock:
