@@ -150,6 +150,7 @@ class IterableDestination:
     def _bulk(self, action: Action, chunk: list[tuple[Record, dict[str, Any]]]
               ) -> dict[str, RecordResult]:
         users = [u for _, u in chunk]
+        body: dict[str, Any]
         if action == Action.UPDATE:
             path, body = "/api/users/bulkUpdate", {"users": users}
         elif action == Action.ADD:

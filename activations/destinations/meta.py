@@ -173,7 +173,8 @@ class MetaDestination:
         )
         status, data = resp.status_code, _json(resp)
         if status >= 300:
-            error = data.get("error") if isinstance(data.get("error"), dict) else {}
+            raw_error = data.get("error")
+            error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
             code = error.get("code")
             reason = f"meta {status} (#{code}): {error.get('message') or resp.text[:300]}"
             if code in THROTTLE_CODES or error.get("is_transient"):
@@ -193,10 +194,10 @@ class MetaDestination:
                 if unsampled > 0 else None)
         out: dict[str, RecordResult] = {}
         for r, row in chunk:
-            reason = _sample(samples, row)
-            if reason is not None:
+            sampled = _sample(samples, row)
+            if sampled is not None:
                 out[r.idempotency_key] = RecordResult(r.idempotency_key, Outcome.REJECTED,
-                                                      status, f"meta: {reason}")
+                                                      status, f"meta: {sampled}")
             else:
                 out[r.idempotency_key] = RecordResult(r.idempotency_key, Outcome.DELIVERED,
                                                       status, note)
