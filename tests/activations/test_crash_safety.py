@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -41,10 +42,8 @@ def _start(db: Path, tmp: Path, url: str, spec: dict) -> subprocess.Popen:
 
 
 def _wait(proc: subprocess.Popen, seconds: float) -> None:
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=seconds)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 @pytest.mark.slow
