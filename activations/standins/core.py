@@ -230,7 +230,7 @@ class Standin:
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1},
+            target=server.serve_forever, kwargs={"poll_interval": 0.02},
             name=f"standin-{self.name}", daemon=True,
         )
         self._thread.start()

@@ -58,10 +58,13 @@ class StandinProcess:
             ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, left))
             if not ready:
                 self.kill()
+                self._close_pipes()
                 raise TimeoutError(f"stand-in {self.name} printed no URL in time")
             chunk = os.read(self.proc.stdout.fileno(), 256)
             if not chunk:
                 err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                self.proc.wait(10)
+                self._close_pipes()
                 raise RuntimeError(f"stand-in {self.name} exited: {err[-2000:]}")
             line += chunk
         self.url = line.decode().strip().splitlines()[0]
@@ -103,6 +106,9 @@ class StandinProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
         for pipe in (self.proc.stdout, self.proc.stderr) if self.proc else ():
             if pipe:
                 pipe.close()
