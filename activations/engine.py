@@ -66,7 +66,7 @@ class SyncResult:
 
     @property
     def ok(self) -> bool:
-        return self.stopped is None and self.rejected == 0 and self.pending == 0
+        return self.stopped is None and not (self.rejected or self.dead or self.pending)
 
 
 @dataclass(frozen=True)
