@@ -26,7 +26,8 @@ def _setup(tmp_path: Path, receiver: BatchReceiver) -> dict[str, str]:
         "retry": {"total": 1, "backoff_factor": 0.01},
     }]}))
     return {"HEADWATER_DUCKDB_PATH": str(db), "HEADWATER_SYNCS_FILE": str(syncs),
-            "HOOK_SECRET": SECRET, "HEADWATER_WEBHOOK_BASE_URL": receiver.url}
+            "HOOK_SECRET": SECRET, "HEADWATER_WEBHOOK_BASE_URL": receiver.url,
+            "COLUMNS": "250"}
 
 
 def test_cli_dry_run_run_dead_letters_and_replay(tmp_path, receiver):
