@@ -7,13 +7,15 @@ only dbt knows how they combine.
 The parse runs on a shadow copy of the project (directories recreated, files symlinked) without
 the generated audience folder: a generated model that refs a segment which was since renamed
 would otherwise make the parse fail, and the generator could never repair it. The shadow lives
-at a stable path under the caller's work folder so that dbt's partial parsing applies the second
-time.
+at a stable path under the caller's work folder so that dbt's partial parsing applies, and the
+resulting catalog is cached there keyed on the project files' names, sizes and mtimes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import shutil
 from collections.abc import Iterable, Iterator
@@ -113,7 +115,63 @@ def load_catalog(project_dir: Path, work_dir: Path) -> Catalog:
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(work_dir / ".lock"):
-        return _parse(project_dir, work_dir)
+        cache = work_dir / "catalog.json"
+        key = _fingerprint(project_dir)
+        cached = _read_cache(cache, key)
+        if cached is not None:
+            return cached
+        catalog = _parse(project_dir, work_dir)
+        _write_cache(cache, key, catalog)
+        return catalog
+
+
+def _fingerprint(project_dir: Path) -> str:
+    """Changes whenever a file dbt would parse (outside the audience folder) changes.
+
+    A dbt parse costs seconds; `headwater audience list` should not pay it when nothing moved.
+    """
+    from dbt.version import __version__ as dbt_version
+
+    digest = hashlib.sha256(dbt_version.encode())
+    skipped = (project_dir / AUDIENCE_FOLDER).resolve()
+    for root, dirs, files in os.walk(project_dir):
+        root_path = Path(root)
+        if root_path == project_dir:
+            dirs[:] = [d for d in dirs if d not in _SKIPPED_TOP_LEVEL - {"models"}]
+            # selectors.yml is read (and validated) on its own; editing it moves no model
+            files = [f for f in files if f != "selectors.yml"]
+        if root_path.resolve() == skipped:
+            dirs.clear()
+            continue
+        dirs.sort()
+        for name in sorted(files):
+            stat = (root_path / name).stat()
+            rel = (root_path / name).relative_to(project_dir)
+            digest.update(f"{rel}\0{stat.st_mtime_ns}\0{stat.st_size}\0".encode())
+    return digest.hexdigest()
+
+
+def _read_cache(path: Path, key: str) -> Catalog | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("key") != key:
+        return None
+    return Catalog.from_models(
+        ModelInfo(m["name"], tuple(m["fqn"]), frozenset(m["tags"]), m["path"])
+        for m in data["models"]
+    )
+
+
+def _write_cache(path: Path, key: str, catalog: Catalog) -> None:
+    models = [
+        {"name": m.name, "fqn": list(m.fqn), "tags": sorted(m.tags), "path": m.path}
+        for m in catalog.models.values()
+    ]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"key": key, "models": models}))
+    tmp.replace(path)
 
 
 @contextlib.contextmanager

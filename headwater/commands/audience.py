@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from headwater.audiences import (
@@ -25,8 +28,8 @@ WAIT_SECONDS = 5.0
 
 
 def _console() -> Console:
-    # Wide enough that set algebra is not wrapped mid-term when output is captured or piped.
-    return Console(width=140, soft_wrap=False)
+    # At least 140 columns, so that set algebra is not wrapped when output is captured or piped.
+    return Console(width=max(140, shutil.get_terminal_size().columns), soft_wrap=False)
 
 
 def _load(settings: Settings) -> list[Audience]:
@@ -84,14 +87,16 @@ def list_command() -> None:
         return
     counts, note = _counts(settings, [a.name for a in audiences])
     table = Table(title="Audiences")
-    table.add_column("name", no_wrap=True)
-    table.add_column("description")
-    table.add_column("definition")
-    table.add_column("members", justify="right")
+    table.add_column("audience", min_width=30)
+    table.add_column("definition", no_wrap=True)
+    table.add_column("members", justify="right", no_wrap=True)
     for a in audiences:
         count = counts.get(a.name)
         shown = f"{count:,}" if count is not None else "not built"
-        table.add_row(a.name, a.description, a.definition, shown)
+        label = f"[bold]{escape(a.name)}[/bold]"
+        if a.description:
+            label += f"\n[dim]{escape(a.description)}[/dim]"
+        table.add_row(label, escape(a.definition), shown)
     console.print(table)
     if note:
         console.print(note)
@@ -120,8 +125,8 @@ def preview_command(name: str, limit: int) -> None:
         )
     a = audiences[name]
     console = _console()
-    console.print(f"[bold]{a.name}[/bold]: {a.description}")
-    console.print(f"definition: {a.definition}")
+    console.print(f"[bold]{escape(a.name)}[/bold]: {escape(a.description)}")
+    console.print(f"definition: {escape(a.definition)}")
     console.print(f"segments:   {', '.join(a.segments)}")
     if settings.target != "duckdb":
         raise click.ClickException(
@@ -137,5 +142,5 @@ def preview_command(name: str, limit: int) -> None:
         # ids are what people copy from a preview: never cut them
         table.add_column(column, no_wrap=True, overflow="fold" if column == "profile_id" else None)
     for row in p.rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*("" if v is None else escape(str(v)) for v in row))
     console.print(table)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from headwater.audiences import default_work_dir
 from headwater.config import REPO_ROOT, Settings
 
 PROFILES = [f"p{i:02d}" for i in range(1, 13)]
@@ -108,7 +109,6 @@ def make_project(root: Path) -> Path:
 class World:
     project: Path
     warehouse: Path
-    work_dir: Path
     tmp: Path
 
     @property
@@ -122,6 +122,16 @@ class World:
 
     def dbt_args(self) -> list[str]:
         return ["--target-path", str(self.tmp / "target"), "--log-path", str(self.tmp / "logs")]
+
+
+def copy_project(world: World, dest: Path) -> Path:
+    """A copy of the world's project to edit, carrying its cached catalog (mtimes are kept,
+    so the copy does not pay for another dbt parse until a model file changes)."""
+    shutil.copytree(world.project, dest, ignore=shutil.ignore_patterns("target", "logs"))
+    cache = default_work_dir(world.settings) / "catalog.json"
+    (dest / "target" / "headwater_audiences").mkdir(parents=True)
+    shutil.copy2(cache, dest / "target" / "headwater_audiences" / "catalog.json")
+    return dest
 
 
 def headwater_cli(world: World, *args: str) -> subprocess.CompletedProcess[str]:
@@ -145,7 +155,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     """The tiny project, built by `headwater build` (audiences compiled first, then dbt)."""
     tmp = tmp_path_factory.mktemp("audiences")
     project = make_project(tmp / "project")
-    w = World(project=project, warehouse=tmp / "wh.duckdb", work_dir=tmp / "work", tmp=tmp)
+    w = World(project=project, warehouse=tmp / "wh.duckdb", tmp=tmp)
     done = headwater_cli(w, "build", *w.dbt_args())
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Audiences: regenerated" in done.stdout

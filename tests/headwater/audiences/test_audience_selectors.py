@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -173,9 +174,12 @@ def test_missing_selectors_file_means_no_audiences(tmp_path: Path) -> None:
     assert read_selectors(tmp_path) == []
 
 
-def test_catalog_reads_tags_from_a_real_dbt_parse(world) -> None:  # noqa: ANN001
-    """Folder config (`segment`) and config() tags, as dbt combines them; audiences left out."""
-    catalog = load_catalog(world.project, world.tmp / "catalog")
+def test_catalog_reads_tags_from_a_real_dbt_parse(world, tmp_path: Path) -> None:  # noqa: ANN001
+    """Folder config (`segment`) and config() tags, as dbt combines them; audiences left out.
+    The cached catalog follows edits to the project."""
+    project = tmp_path / "project"
+    shutil.copytree(world.project, project, ignore=shutil.ignore_patterns("target", "logs"))
+    catalog = load_catalog(project, tmp_path / "work")
     assert catalog.segments == sorted(
         [
             "cart_abandoners",
@@ -192,3 +196,7 @@ def test_catalog_reads_tags_from_a_real_dbt_parse(world) -> None:  # noqa: ANN00
     assert "reachable" in catalog.models["sms_reachable"].tags
     assert not catalog.is_segment("stg_things")
     assert not any(name.startswith("audience_") for name in catalog.models)
+
+    segment = project / "models" / "segments" / "high_value.sql"
+    segment.write_text(segment.read_text().replace("['high_value']", "['high_value', 'vip']"))
+    assert "vip" in load_catalog(project, tmp_path / "work").models["high_value"].tags
