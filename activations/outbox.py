@@ -8,7 +8,6 @@ the pass is folded (state.fold), so the per-batch cost is one append, not an upd
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from activations.destinations.base import (
     RecordResult,
     TransientDestinationError,
 )
+from activations.jsonfast import loads
 from activations.state import SCHEMA
 from activations.templates import CompiledTemplates, TemplateRenderError
 
@@ -68,19 +68,24 @@ class AckWriter:
         self._cols: dict[str, list[Any]] = {f.name: [] for f in ACK_SCHEMA}
         self._last_flush = time.monotonic()
 
-    def add(self, record: Record, attempt: int, result: RecordResult) -> None:
+    def add_batch(
+        self, records: Sequence[Record], attempts: Sequence[int],
+        results: Sequence[RecordResult], action: Action,
+    ) -> None:
+        """One attempt per record of a request: the same action and timestamp for all."""
+        n = len(records)
         c = self._cols
-        c["sync_name"].append(self.sync_name)
-        c["run_id"].append(self.run_id)
-        c["idempotency_key"].append(record.idempotency_key)
-        c["profile_id"].append(record.profile_id)
-        c["action"].append(record.action.value)
-        c["status"].append(result.outcome.value)
-        c["attempt"].append(attempt)
-        c["response_code"].append(result.status_code)
-        c["error"].append(result.error)
-        c["external_id"].append(result.external_id)
-        c["attempted_at"].append(datetime.now(UTC).replace(tzinfo=None))
+        c["sync_name"].extend([self.sync_name] * n)
+        c["run_id"].extend([self.run_id] * n)
+        c["idempotency_key"].extend([r.idempotency_key for r in records])
+        c["profile_id"].extend([r.profile_id for r in records])
+        c["action"].extend([action.value] * n)
+        c["status"].extend([r.outcome.value for r in results])
+        c["attempt"].extend(attempts)
+        c["response_code"].extend([r.status_code for r in results])
+        c["error"].extend([r.error for r in results])
+        c["external_id"].extend([r.external_id for r in results])
+        c["attempted_at"].extend([datetime.now(UTC).replace(tzinfo=None)] * n)
 
     def maybe_flush(self) -> None:
         pending = len(self._cols["sync_name"])
@@ -194,22 +199,29 @@ def _send_batch(
     keys = batch.column(0).to_pylist()
     profiles = batch.column(1).to_pylist()
     payloads = batch.column(2).to_pylist()
-    attempts = batch.column(3).to_pylist()
+    attempts = [a + 1 for a in batch.column(3).to_pylist()]
     records: list[Record] = []
-    attempt_of: dict[str, int] = {}
+    record_attempts: list[int] = []
+    failed: list[Record] = []
+    failed_results: list[RecordResult] = []
+    failed_attempts: list[int] = []
+    remove = action == Action.REMOVE
     for key, profile_id, payload, attempt in zip(keys, profiles, payloads, attempts, strict=True):
-        row = json.loads(payload) if payload else {}
-        attempt_of[key] = attempt + 1
+        row = loads(payload) if payload else {}
         try:
             # A removed member is described by the identifiers kept in the state only.
-            fields = mapper.identifiers_only(row) if action == Action.REMOVE else mapper.fields(row)
+            fields = mapper.identifiers_only(row) if remove else mapper.fields(row)
         except TemplateRenderError as exc:
-            record = Record(profile_id, action, {}, key)
-            acks.add(record, attempt + 1, RecordResult(key, Outcome.REJECTED, None, str(exc)))
-            counts.rejected += 1
-            counts.sent += 1
+            failed.append(Record(profile_id, action, {}, key))
+            failed_results.append(RecordResult(key, Outcome.REJECTED, None, str(exc)))
+            failed_attempts.append(attempt)
             continue
         records.append(Record(profile_id, action, fields, key))
+        record_attempts.append(attempt)
+    if failed:
+        acks.add_batch(failed, failed_attempts, failed_results, action)
+        counts.rejected += len(failed)
+        counts.sent += len(failed)
     if not records:
         return None
     stopped: str | None = None
@@ -218,12 +230,18 @@ def _send_batch(
     except TransientDestinationError as exc:
         stopped = str(exc)
         results = [RecordResult(r.idempotency_key, Outcome.RETRY, None, stopped) for r in records]
-    by_key = {r.idempotency_key: r for r in results}
-    for record in records:
-        result = by_key.get(record.idempotency_key) or RecordResult(
-            record.idempotency_key, Outcome.RETRY, None, "destination returned no result"
-        )
-        acks.add(record, attempt_of[record.idempotency_key], result)
+    if len(results) != len(records) or any(
+        res.idempotency_key != rec.idempotency_key
+        for res, rec in zip(results, records, strict=True)
+    ):
+        by_key = {r.idempotency_key: r for r in results}
+        results = [
+            by_key.get(rec.idempotency_key)
+            or RecordResult(rec.idempotency_key, Outcome.RETRY, None, "no result returned")
+            for rec in records
+        ]
+    acks.add_batch(records, record_attempts, results, action)
+    for result in results:
         if result.outcome == Outcome.DELIVERED:
             counts.delivered += 1
         elif result.outcome == Outcome.REJECTED:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -36,6 +35,7 @@ from activations.destinations.base import (
     result_for_all,
 )
 from activations.http import HttpClient
+from activations.jsonfast import dumps
 
 SIGNATURE_HEADER = "X-Headwater-Signature"
 
@@ -88,22 +88,21 @@ class WebhookDestination:
             return []
         if not self.batch:
             return [self._send_one(r) for r in records]
-        body = json.dumps(
+        action = records[0].action.value  # the engine sends one action per batch
+        body = dumps(
             {
                 "batch_key": batch_key(records),
                 "records": [
                     {
                         "idempotency_key": r.idempotency_key,
                         "profile_id": r.profile_id,
-                        "action": r.action.value,
+                        "action": action,
                         "fields": r.fields,
                     }
                     for r in records
                 ],
-            },
-            separators=(",", ":"),
-            default=str,
-        ).encode()
+            }
+        )
         response = self._post(body, batch_key(records))
         code = response.status_code
         if code == 413 and len(records) > 1:
@@ -121,17 +120,15 @@ class WebhookDestination:
 
 
     def _send_one(self, record: Record) -> RecordResult:
-        body = json.dumps(
+        body = dumps(
             {
                 "id": record.idempotency_key,
                 "idempotency_key": record.idempotency_key,
                 "profile_id": record.profile_id,
                 "action": record.action.value,
                 "fields": record.fields,
-            },
-            separators=(",", ":"),
-            default=str,
-        ).encode()
+            }
+        )
         response = self._post(body, record.idempotency_key)
         if response.status_code >= 400:
             return RecordResult(

@@ -1,0 +1,182 @@
+"""Reverse-ETL sync engine: throughput, incremental diff cost, memory (issue 3).
+
+- initial: a first sync of N members to a loopback batch receiver (another process), rows/s,
+  against a baseline measured in the same run: reading the same audience out of DuckDB into
+  Python with the Arrow reader (the floor any engine pays). Target >= 100,000 rows/s.
+- incremental: after 1% churn (0.5% changed, 0.25% left, 0.25% joined) on an N-member
+  audience whose previous delivery is in the state table, the diff's time against one full scan
+  of the audience's mapped columns in the same run. Target <= 2x.
+- memory: each case runs in a fresh child process; peak RSS is reported (target: flat in N).
+  DuckDB's memory_limit is set to 2 GB so that its buffer pool is bounded the same at any N.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import resource
+import tempfile
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+AUDIENCE_SQL = """create or replace table audience_bench as
+select 'p' || i as profile_id, 'user' || i || '@example.com' as email,
+       'Name' || (i % 1000) as first_name,
+       ('[{"sku":"s' || (i % 50) || '","name":"Shoe","quantity":1,"price":9.5}]')::json
+           as open_cart_items,
+       case when i % 3 = 0 then 'WELCOME10' end as qualified_offer,
+       i % 10 <> 0 as email_consent, true as sms_consent, true as ads_consent
+from range({n}) t(i)"""
+
+SPEC = {
+    "name": "bench", "audience": "audience_bench", "channel": "email", "mode": "mirror",
+    "destination": {"kind": "webhook", "credentials": {"signing_secret": "BENCH_SECRET"}},
+    "identifiers": {"email": "email"},
+    "fields": {"first_name": "first_name", "offer": "qualified_offer"},
+    "batch_size": 5000,
+    "retry": {"total": 3, "backoff_factor": 0.05},
+}
+
+
+def _serve(port_q: Any) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    port_q.put(server.server_address[1])
+    server.serve_forever()
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _connect(path: Path) -> Any:
+    import duckdb
+
+    con = duckdb.connect(str(path))
+    con.execute("set memory_limit = '2GB'")
+    return con
+
+
+def _initial(n: int, url: str, out: Any) -> None:
+    from activations.config import parse_syncs
+    from activations.engine import run_sync
+
+    with tempfile.TemporaryDirectory(prefix="bench_sync_") as tmp:
+        con = _connect(Path(tmp) / "wh.duckdb")
+        con.execute(AUDIENCE_SQL.replace("{n}", str(n)))
+        members = con.execute(
+            "select count(*) from audience_bench where email_consent").fetchall()[0][0]
+        started = time.perf_counter()
+        reader = con.sql(
+            "select profile_id, email, first_name, qualified_offer from audience_bench "
+            "where email_consent").to_arrow_reader(5000)
+        rows = sum(len(b.column(0).to_pylist()) for b in reader)
+        read_s = time.perf_counter() - started
+        spec = parse_syncs({"syncs": [SPEC]})[0]
+        env = {"BENCH_SECRET": "s", "HEADWATER_WEBHOOK_BASE_URL": url}
+        rss_before = _peak_rss_mb()
+        started = time.perf_counter()
+        result = run_sync(con, spec, lock_dir=Path(tmp), environ=env)
+        sync_s = time.perf_counter() - started
+        assert result.ok and result.delivered == members == rows, result
+        out.put({
+            "case": "initial sync", "members": members, "seconds": round(sync_s, 2),
+            "rows_per_s": members / sync_s, "baseline_read_rows_per_s": rows / read_s,
+            "ratio_vs_read": sync_s / read_s, "requests": result.requests,
+            "peak_rss_mb": _peak_rss_mb(), "rss_before_sync_mb": rss_before,
+        })
+
+
+def _incremental(n: int, url: str, out: Any) -> None:
+    from activations import diff as diff_sql
+    from activations.config import parse_syncs
+    from activations.engine import prepare, run_sync
+    from activations.state import ensure_state, state_table
+
+    with tempfile.TemporaryDirectory(prefix="bench_sync_") as tmp:
+        con = _connect(Path(tmp) / "wh.duckdb")
+        con.execute(AUDIENCE_SQL.replace("{n}", str(n)))
+        spec = parse_syncs({"syncs": [SPEC]})[0]
+        plan = prepare(con, spec).plan
+        ensure_state(con, spec.name)
+        # The state a previous full delivery leaves (the initial case measures that delivery).
+        con.execute(
+            f"""insert into {state_table(spec.name)}
+            select a.profile_id, {diff_sql.row_hash_sql(plan.payload_columns)},
+                   json_object('email', a.email), now()
+            from audience_bench a where a.email_consent"""
+        )
+        con.execute("checkpoint")
+        # 1% churn: 0.5% changed, 0.25% left, 0.25% joined.
+        con.execute("update audience_bench set first_name = 'Changed' "
+                    "where hash(profile_id) % 200 = 0")
+        con.execute("delete from audience_bench where hash(profile_id) % 400 = 1")
+        con.execute(AUDIENCE_SQL.replace("{n}", str(n // 400)).replace(
+            "create or replace table audience_bench as", "insert into audience_bench")
+            .replace("'p' || i", "'new' || i"))
+        con.execute("checkpoint")
+        started = time.perf_counter()
+        con.execute(
+            "select count(*), max(profile_id), max(email), max(first_name), "
+            "max(qualified_offer), bool_and(email_consent) from audience_bench").fetchall()
+        scan_s = time.perf_counter() - started
+        started = time.perf_counter()
+        counts = diff_sql.compute_diff(con, plan, full_resync=False)
+        diff_s = time.perf_counter() - started
+        con.execute("drop table hw_diff")
+        env = {"BENCH_SECRET": "s", "HEADWATER_WEBHOOK_BASE_URL": url}
+        started = time.perf_counter()
+        result = run_sync(con, spec, lock_dir=Path(tmp), environ=env)
+        sync_s = time.perf_counter() - started
+        assert result.ok and result.planned == counts, (result, counts)
+        out.put({
+            "case": "incremental 1% churn", "members": n, "changed": sum(counts.values()),
+            "full_scan_s": round(scan_s, 3), "diff_s": round(diff_s, 3),
+            "ratio": diff_s / scan_s, "sync_s": round(sync_s, 2),
+            "peak_rss_mb": _peak_rss_mb(),
+        })
+
+
+def _in_child(target: Any, n: int, url: str) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    proc = ctx.Process(target=target, args=(n, url, q))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"{target.__name__}({n}) failed with exit code {proc.exitcode}")
+    return dict(q.get(timeout=5))
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    ctx = mp.get_context("spawn")
+    port_q = ctx.Queue()
+    server = ctx.Process(target=_serve, args=(port_q,), daemon=True)
+    server.start()
+    url = f"http://127.0.0.1:{port_q.get(timeout=30)}"
+    try:
+        initial_sizes = [20_000, 100_000] if quick else [1_000_000, 10_000_000]
+        incremental_sizes = [100_000, 400_000] if quick else [1_000_000, 10_000_000]
+        rows = [_in_child(_initial, n, url) for n in initial_sizes]
+        rows += [_in_child(_incremental, n, url) for n in incremental_sizes]
+    finally:
+        server.terminate()
+        server.join()
+    return [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(quick=True), indent=2))
