@@ -24,6 +24,7 @@ from rich.table import Table
 
 # name -> module under benchmarks/ exposing `run(quick: bool) -> list[dict[str, Any]]`
 BENCHMARKS: dict[str, str] = {
+    "sync": "benchmarks.bench_sync",
     "identity": "benchmarks.bench_identity",
     "propensity": "benchmarks.bench_propensity",
 }
