@@ -23,8 +23,9 @@ YAML selector syntax, so that dbt keeps parsing the file (`dbt ls --selector NAM
 What gets generated
 -------------------
 `headwater audience compile` (and `headwater build`, before dbt runs) parses the dbt project
-once (without the audience folder, see `catalog.py`), resolves every audience selector and
-writes, only where the content changed:
+once (without the audience folder, see `catalog.py`; the list of models and tags is cached in
+`dbt_project/target/headwater_audiences/` until a project file changes), resolves every
+audience selector and writes, only where the content changed:
 
 - `models/audiences/<selector name>.sql`: a CTE per set operation, built with sqlglot (UNION /
   INTERSECT / EXCEPT, all distinct) over `select profile_id from {{ ref('<segment>') }}`,
@@ -35,7 +36,10 @@ writes, only where the content changed:
   `definition` as set algebra, `segments`) and tests: unique, not_null and relationships to
   `customer_profiles` on profile_id. The folder config in dbt_project.yml tags every audience
   model `audience`.
-- Generated files whose selector is gone are deleted; hand-written files are never touched.
+- Generated files whose selector is gone are deleted; hand-written files are never touched
+  (one in the way of a generated model is an error). Commit the generated files with
+  selectors.yml: a test fails when they are out of sync.
+- An error in selectors.yml stops `headwater build` before dbt runs, and writes nothing.
 
 Reading dbt's node-level meaning of an audience selector is not useful: `intersection` of two
 different segment tags selects no model in dbt. To build an audience and what it needs, select

@@ -227,7 +227,12 @@ def _parse(project_dir: Path, work_dir: Path) -> Catalog:
             f"dbt could not parse the project at {project_dir}: {reason}\n"
             "Fix the project (`dbt parse` shows the same error), then run it again."
         )
+    from dbt.contracts.graph.manifest import Manifest
+    from dbt.contracts.graph.nodes import ModelNode
+
     manifest = result.result
+    if not isinstance(manifest, Manifest):
+        raise CatalogError(f"dbt parse returned {type(manifest).__name__}, not a manifest.")
     models = [
         ModelInfo(
             name=node.name,
@@ -236,6 +241,6 @@ def _parse(project_dir: Path, work_dir: Path) -> Catalog:
             path=node.original_file_path,
         )
         for node in manifest.nodes.values()
-        if node.resource_type == "model"
+        if isinstance(node, ModelNode)
     ]
     return Catalog.from_models(models)

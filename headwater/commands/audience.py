@@ -140,7 +140,9 @@ def preview_command(name: str, limit: int) -> None:
     table = Table(title=f"First {len(p.rows)} members of {name}")
     for column in p.columns:
         # ids are what people copy from a preview: never cut them
-        table.add_column(column, no_wrap=True, overflow="fold" if column == "profile_id" else None)
+        table.add_column(
+            column, no_wrap=True, overflow="fold" if column == "profile_id" else "ellipsis"
+        )
     for row in p.rows:
         table.add_row(*("" if v is None else escape(str(v)) for v in row))
     console.print(table)
