@@ -55,7 +55,7 @@ def _positions(counts: np.ndarray) -> np.ndarray:
 def build_activity(pop: Population, rng: np.random.Generator, as_of_us: int) -> Activity:
     n = pop.n
     window_days = (pop.last_active_us - pop.first_seen_us) / DAY_US
-    extra = rng.poisson(0.5 * pop.engagement * window_days / 365)
+    extra = rng.poisson(0.35 * pop.engagement * window_days / 365)
     n_sess = np.maximum(1 + extra, pop.n_devices)
     owner = np.repeat(np.arange(n), n_sess)
     pos = _positions(n_sess)

@@ -58,23 +58,32 @@ def inject_dirt(con: duckdb.DuckDBPyConnection, act: A.Activity, rng: np.random.
     everything = np.arange(total)
     tracks = np.flatnonzero((kinds >= A.VIEWED) & (kinds <= A.COMPLETED))
     not_alias = np.flatnonzero(kinds != A.ALIAS)
-    for defect, share in EVENT_DEFECTS.items():
-        pools = {"track_without_event": tracks, "missing_identity": not_alias}
-        pool = pools.get(defect, everything)
-        seqs = _pick(rng, pool, share, total)
-        con.register("_hw_pick", pa.table({"seq": seqs}))
+    pools = {"track_without_event": tracks, "missing_identity": not_alias}
+    picks = {d: _pick(rng, pools.get(d, everything), share, total)
+             for d, share in EVENT_DEFECTS.items()}
+    # One scan of raw.events fetches every original a defect will copy.
+    con.register("_hw_pick", pa.table({
+        "seq": np.concatenate(list(picks.values())),
+        "defect": np.repeat(list(picks), [len(v) for v in picks.values()]),
+    }))
+    con.execute(f"""
+        create or replace temp table _hw_dirty_src as
+        select p.defect, e.* from raw.events e
+        join (select defect, hw_uuid('{seed}:m:' || seq) as message_id from _hw_pick) p
+            using (message_id)
+    """)
+    con.unregister("_hw_pick")
+    for defect, seqs in picks.items():
         rewrite = _EVENT_REWRITE[defect].format(seed=seed)
         con.execute(f"""
             insert into raw.events
             select message_id, type, event, user_id, anonymous_id, previous_id, traits,
                    properties, context, "timestamp", received_at
-            from (select * replace ({rewrite}) from raw.events
-                  where message_id in (select hw_uuid('{seed}:m:' || seq) from _hw_pick)
-                  -- the original only, not copies made by an earlier defect
-                  qualify row_number() over (partition by message_id order by received_at) = 1)
+            from (select * exclude (defect) replace ({rewrite}) from _hw_dirty_src
+                  where defect = '{defect}')
         """)
-        con.unregister("_hw_pick")
         stats.dirt[f"events_{defect}"] = len(seqs)
+    con.execute("drop table _hw_dirty_src")
 
     # Orders: a re-sent row, refunds booked as negative orders, rows without an id.
     n_orders = con.execute("select count(*) from raw.orders").fetchone()[0]

@@ -33,7 +33,7 @@ def land_orders(con: duckdb.DuckDBPyConnection, pop: Population, act: A.Activity
     placeholder_email = has_phone & (rng.random(k) < 0.03)
     secondary = pop.has_secondary_email[cust] & (rng.random(k) < 0.15)
     with_phone = has_phone & ((rng.random(k) < 0.7) | placeholder_email)
-    placeholder_phone = ~with_phone & ~placeholder_email & (rng.random(k) < 0.03)
+    placeholder_phone = ~with_phone & ~placeholder_email & (rng.random(k) < 0.15)
     _register(con, "_hw_o", {
         "order": ev["order"][sel], "customer": cust, "cart": ev["cart"][sel],
         "usr": ev["user"][sel], "ts": ev["ts"][sel] + 2 * A.SECOND_US,

@@ -53,9 +53,9 @@ MACROS: tuple[str, ...] = (
         when 'intl_00_digits' then '00' || cc || nsn
         end""",
     # Deterministic uuid-shaped ids from a seed and a name.
+    # (one md5 per id: a macro argument is re-evaluated at every use)
     """create or replace temp macro hw_uuid(s) as
-        substr(md5(s), 1, 8) || '-' || substr(md5(s), 9, 4) || '-4' || substr(md5(s), 14, 3)
-        || '-a' || substr(md5(s), 18, 3) || '-' || substr(md5(s), 21, 12)""",
+        regexp_replace(md5(s), '^(.{8})(.{4}).(.{3}).(.{3})(.{12})$', '\\1-\\2-4\\3-a\\4-\\5')""",
 )
 
 

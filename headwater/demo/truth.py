@@ -65,12 +65,16 @@ def write_truth(con: duckdb.DuckDBPyConnection, pop: Population, act: A.Activity
         left join carts oc on oc.customer = c.i
     """)
     con.unregister("_hw_truth_arrow")
+    n_own = int(pop.n_devices.sum())
+    con.register("_hw_members", pa.table({
+        "customer": act.shared_members[:, 0], "d": act.shared_members[:, 1] + n_own}))
     con.execute("""
         create or replace table demo_truth.shared_devices as
-        select d.anonymous_id, count(distinct e.customer) as users
-        from _hw_d d join _hw_ev e on e.device = d.d
-        where d.shared group by d.anonymous_id order by d.anonymous_id
+        select d.anonymous_id, count(distinct m.customer) as users
+        from _hw_d d join _hw_members m on m.d = d.d
+        group by d.anonymous_id
     """)
+    con.unregister("_hw_members")
     con.execute("""
         create or replace table demo_truth.identifiers as
         select * from (

@@ -8,6 +8,7 @@ pipeline would find.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -89,13 +90,24 @@ def generate_world(
     return stats
 
 
+def _ascii_lower(names: np.ndarray) -> np.ndarray:
+    folded = [unicodedata.normalize("NFKD", str(v)).encode("ascii", "ignore").decode()
+              for v in names]
+    return np.array(["".join(ch for ch in v.lower() if ch.isalpha()) for v in folded])
+
+
 def _register_people(con: duckdb.DuckDBPyConnection, pop, act, rng, seed: int) -> None:
     n = pop.n
     cc = {c: plans[0].calling_code for c, plans in PHONE_PLANS.items()}
+    first = pop.first_name_idx % len(FIRST_NAMES)
+    last = pop.last_name_idx % len(LAST_NAMES)
     people = pa.table({
         "i": np.arange(n),
-        "first_name": FIRST_NAMES[pop.first_name_idx % len(FIRST_NAMES)],
-        "last_name": LAST_NAMES[pop.last_name_idx % len(LAST_NAMES)],
+        "first_name": FIRST_NAMES[first],
+        "last_name": LAST_NAMES[last],
+        # email-safe forms, computed once per vocabulary entry rather than per customer
+        "f": _ascii_lower(FIRST_NAMES)[first],
+        "l": _ascii_lower(LAST_NAMES)[last],
         "domain": EMAIL_DOMAINS[pop.domain_idx % len(EMAIL_DOMAINS)],
         "domain2": EMAIL_DOMAINS[(pop.domain_idx + 3) % len(EMAIL_DOMAINS)],
         "country": pop.country.astype(str),
@@ -111,11 +123,7 @@ def _register_people(con: duckdb.DuckDBPyConnection, pop, act, rng, seed: int) -
     loc_case = " ".join(f"when '{c}' then '{v}'" for c, v in LOCALE_BY_COUNTRY.items())
     con.execute(f"""
         create or replace temp table _hw_c as
-        with p as (
-            select *, lower(regexp_replace(strip_accents(first_name), '[^A-Za-z]', '', 'g')) as f,
-                   lower(regexp_replace(strip_accents(last_name), '[^A-Za-z]', '', 'g')) as l
-            from _hw_people
-        )
+        with p as (select * from _hw_people)
         select i, printf('cust_%07d', i) as customer_id,
             case when signed_up then 'usr_' || substr(md5('{seed}:u:' || i), 1, 12) end as user_id,
             first_name, last_name, country,
@@ -142,11 +150,22 @@ def _register_people(con: duckdb.DuckDBPyConnection, pop, act, rng, seed: int) -
     con.register("_hw_devices", devices)
     con.execute(f"""
         create or replace temp table _hw_d as
-        select d, mobile, shared, owner,
-            hw_uuid('{seed}:' || case when shared then 'shared:' else 'dev:' end || d)
-                as anonymous_id,
-            case when mobile then upper(hw_uuid('{seed}:hw:' || d)) end as device_id
-        from _hw_devices
+        select d, mobile, shared, owner, anonymous_id, device_id,
+            -- context depends only on the device: rendered once per device, not per event
+            json_object(
+                'device', case when mobile then json_object('id', device_id, 'type', 'ios')
+                               else json_object('type', 'browser') end,
+                'locale', coalesce(locale, 'en-US'),
+                'library', json_object('name', case when mobile then 'analytics-ios'
+                                                    else 'analytics.js' end)
+            ) as context
+        from (
+            select v.*, c.locale,
+                hw_uuid('{seed}:' || case when shared then 'shared:' else 'dev:' end || d)
+                    as anonymous_id,
+                case when mobile then upper(hw_uuid('{seed}:hw:' || d)) end as device_id
+            from _hw_devices v left join _hw_c c on c.i = v.owner
+        )
     """)
     con.unregister("_hw_devices")
     con.register("_hw_products", pa.table({
@@ -165,7 +184,9 @@ def _register_people(con: duckdb.DuckDBPyConnection, pop, act, rng, seed: int) -
     con.execute(f"""
         create or replace temp table _hw_cart as
         select c.k, 'cart_' || substr(md5('{seed}:c:' || c.k), 1, 16) as cart_id,
-            c.revenue, c.customer, c.at_us, c.open, c.completed, i.products
+            c.revenue, c.customer, c.at_us, c.open, c.completed, i.products,
+            -- rendered once per cart rather than once per event that carries it
+            to_json(i.products) as products_json
         from _hw_cart_arrow c
         join (
             select it.cart, list({{'sku': p.sku, 'name': p.name, 'price': p.price,
@@ -226,20 +247,15 @@ def _land_events(con: duckdb.DuckDBPyConnection, seed: int, as_of_us: int) -> No
                 when e.kind = {A.VIEWED} then json_object(
                     'sku', p.sku, 'name', p.name, 'price', p.price, 'currency', c.currency)
                 when e.kind in ({A.ADDED}, {A.CHECKOUT}) then json_object(
-                    'cart_id', cart.cart_id, 'products', cart.products,
+                    'cart_id', cart.cart_id, 'products', cart.products_json,
                     'value', cart.revenue, 'currency', c.currency)
                 when e.kind = {A.COMPLETED} then json_object(
                     'cart_id', cart.cart_id, 'order_id', printf('ord_%09d', e."order"),
-                    'revenue', cart.revenue, 'currency', c.currency, 'products', cart.products)
+                    'revenue', cart.revenue, 'currency', c.currency,
+                    'products', cart.products_json)
                 else json('{{}}')
             end as properties,
-            json_object(
-                'device', case when d.mobile then json_object('id', d.device_id, 'type', 'ios')
-                               else json_object('type', 'browser') end,
-                'locale', c.locale,
-                'library', json_object('name', case when d.mobile then 'analytics-ios'
-                                                    else 'analytics.js' end)
-            ) as context,
+            d.context,
             make_timestamp(e.ts) as "timestamp",
             make_timestamp(least(e.ts + e.delay_us, {as_of_us})) as received_at
         from _hw_ev e
