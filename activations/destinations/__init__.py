@@ -17,6 +17,9 @@ REGISTRY: dict[str, str] = {
     "braze": "activations.destinations.braze:BrazeDestination",
     "klaviyo": "activations.destinations.klaviyo:KlaviyoDestination",
     "twilio": "activations.destinations.twilio:TwilioDestination",
+    "iterable": "activations.destinations.iterable:IterableDestination",
+    "meta": "activations.destinations.meta:MetaDestination",
+    "google_ads": "activations.destinations.google_ads:GoogleAdsDestination",
 }
 
 
