@@ -35,17 +35,17 @@
 {%- endmacro %}
 
 
-{#- Days from `start_ts` to `end_ts` as a fractional number (seconds / 86400). -#}
+{#- Days from `start_ts` to `end_ts` as a fractional number, to the microsecond. -#}
 {% macro days_between(start_ts, end_ts) -%}
   {{ return(adapter.dispatch('days_between', 'headwater')(start_ts, end_ts)) }}
 {%- endmacro %}
 
 {% macro default__days_between(start_ts, end_ts) -%}
-  (cast(date_diff('second', {{ start_ts }}, {{ end_ts }}) as double) / 86400.0)
+  (cast(date_diff('microsecond', {{ start_ts }}, {{ end_ts }}) as double) / 86400000000.0)
 {%- endmacro %}
 
 {% macro snowflake__days_between(start_ts, end_ts) -%}
-  (cast(datediff(second, {{ start_ts }}, {{ end_ts }}) as double) / 86400.0)
+  (cast(datediff(microsecond, {{ start_ts }}, {{ end_ts }}) as double) / 86400000000.0)
 {%- endmacro %}
 
 

@@ -21,6 +21,10 @@ from headwater.warehouse import create_raw_tables
 pytestmark = pytest.mark.slow
 
 AS_OF = datetime(2026, 11, 1, 12, 0, 0)
+UPSTREAM_TESTS = [
+    f"resource_type:test,path:models/{folder}"
+    for folder in ("staging", "intermediate", "marts/identity")
+]
 
 
 def _t(days: float = 0, hours: float = 0, minutes: float = 0) -> datetime:
@@ -153,6 +157,8 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> duckdb.DuckDBPyConnec
         [
             "--select", "+customer_profiles", "+tag:segment", "+propensity_evaluation",
             "--indirect-selection", "buildable",
+            # Upstream parts' tests run in their own suites; here only ours.
+            "--exclude", *UPSTREAM_TESTS,
             "--target-path", str(tmp / "target"),
             "--log-path", str(tmp / "logs"),
             "--vars", f"{{as_of: '{AS_OF.isoformat(sep=' ')}'}}",
