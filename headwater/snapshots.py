@@ -63,6 +63,9 @@ LANDING_COLUMNS: dict[str, str] = {
     "crm_contacts": "updated_at",
     "consent": "recorded_at",
 }
+# Build metadata stamped identically on every row (the build's "now"): left out of the row hash,
+# or every build would report every member as changed and the change log would be the table.
+UNHASHED_COLUMNS = frozenset({"computed_as_of"})
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -260,7 +263,8 @@ def _publish_model(
     con: duckdb.DuckDBPyConnection, folder: Path, name: str, seq: int, old: ModelSnapshot | None
 ) -> ModelSnapshot:
     columns = [str(r[0]) for r in con.execute(f"describe main.{name}").fetchall()]
-    row_json = "to_json(t)"
+    hashed = [c for c in columns if c not in UNHASHED_COLUMNS]
+    row_json = "to_json(struct_pack(" + ", ".join(f"{_q(c)} := t.{_q(c)}" for c in hashed) + "))"
     new_path = f"models/{name}/{seq:012d}.parquet"
     target = folder / new_path
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -382,6 +386,10 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 def _lit(path: Path | str) -> str:
     return "'" + str(path).replace("'", "''") + "'"
+
+
+def _q(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
 
 
 def _check_ident(name: str) -> None:

@@ -113,12 +113,12 @@ def build_dbt_assets(locations: Locations) -> tuple[AssetsDefinition, DbtProject
         """`dbt build` of the selected models, then publish the snapshots readers use."""
         locs = headwater.locations()
         os.environ.update(dbt_env(locs.settings))
-        run_dir = locs.work_dir / "runs" / f"{context.run_id[:8]}-{uuid.uuid4().hex[:6]}"
+        run_dir = locs.work_dir / "runs" / f"{context.run.run_id[:8]}-{uuid.uuid4().hex[:6]}"
         invocation = dbt.cli(["build"], context=context, target_path=run_dir)
         # stream() raises when a model or test fails: a failed build publishes nothing and
         # readers keep the last good snapshot.
         yield from invocation.stream()
-        manifest = snapshots.publish(locs.settings, build_id=context.run_id)
+        manifest = snapshots.publish(locs.settings, build_id=context.run.run_id)
         context.log.info(f"published snapshots: {snapshots.describe(manifest)}")
         shutil.rmtree(run_dir, ignore_errors=True)
 
