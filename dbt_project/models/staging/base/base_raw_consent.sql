@@ -68,9 +68,8 @@ select
             then 'exact_duplicate'
     end as collapse_reason,
     _key as record_key,
-    {{ headwater.json_object_text([
-        ('identifier_type', 'identifier_type'), ('identifier_value', 'identifier_value'),
-        ('channel', 'channel'), ('granted', 'granted'), ('recorded_at', 'recorded_at')]) }}
-        as raw_payload,
+    identifier_type as raw_identifier_type,
+    identifier_value as raw_identifier_value,
+    channel as raw_channel,
     recorded_at as landed_at
 from ranked

@@ -69,10 +69,11 @@ select
         else 'superseded_version'
     end as collapse_reason,
     coalesce(_key, 'row:' || _fingerprint) as record_key,
-    {{ headwater.json_object_text([
-        ('contact_id', 'contact_id'), ('email', 'email'), ('phone', 'phone'),
-        ('first_name', 'first_name'), ('last_name', 'last_name'),
-        ('loyalty_tier', 'loyalty_tier'), ('loyalty_points', 'loyalty_points'),
-        ('updated_at', 'updated_at')]) }} as raw_payload,
+    contact_id as raw_contact_id,
+    email as raw_email,
+    phone as raw_phone,
+    first_name as raw_first_name,
+    last_name as raw_last_name,
+    loyalty_tier as raw_loyalty_tier,
     updated_at as landed_at
 from normalized

@@ -5,25 +5,30 @@
 -#}
 with source as (
 
-    select
-        *,
-        {{ headwater.trimmed('message_id') }} as _key,
-        count(*) over (partition by {{ headwater.trimmed('message_id') }}) as _copies
+    select *, {{ headwater.trimmed('message_id') }} as _key
     from {{ source('raw', 'events') }}
 
 ),
 
-fingerprinted as (
+repeated_keys as (
+
+    -- Ids seen more than once. Only their rows need a fingerprint and a rank: a hash aggregate
+    -- is far cheaper than sorting millions of messages in a window.
+    select _key from source where _key is not null group by _key having count(*) > 1
+
+),
+
+repeated as (
 
     select
         *,
-        -- Only messages that arrived more than once (or have no id) need a fingerprint.
-        case when _copies > 1 or _key is null then {{ headwater.row_fingerprint([
+        {{ headwater.row_fingerprint([
             '_key', 'type', 'event', 'user_id', 'anonymous_id', 'previous_id',
             headwater.json_to_text('traits'), headwater.json_to_text('properties'),
             headwater.json_to_text('context'), headwater.event_timestamp_column()]) }}
-        end as _fingerprint
+            as _fingerprint
     from source
+    where _key is null or _key in (select _key from repeated_keys)
 
 ),
 
@@ -33,20 +38,22 @@ ranked as (
         *,
         row_number() over (
             partition by _key order by received_at nulls last, _fingerprint
-        ) as _copy_rank
-    from fingerprinted
-
-),
-
-with_first as (
-
-    select
-        *,
+        ) as _copy_rank,
         first_value(_fingerprint) over (
             partition by _key order by received_at nulls last, _fingerprint
             rows between unbounded preceding and unbounded following
         ) as _first_fingerprint
-    from ranked
+    from repeated
+
+    union all
+
+    select
+        *,
+        cast(null as varchar) as _fingerprint,
+        1 as _copy_rank,
+        cast(null as varchar) as _first_fingerprint
+    from source
+    where _key is not null and _key not in (select _key from repeated_keys)
 
 ),
 
@@ -59,7 +66,7 @@ normalized as (
         {{ headwater.trimmed('user_id') }} as _user_id,
         {{ headwater.trimmed('anonymous_id') }} as _anonymous_id,
         {{ headwater.trimmed('previous_id') }} as _previous_id
-    from with_first
+    from ranked
 
 )
 
@@ -110,11 +117,13 @@ select
     case when _key is not null and _copy_rank > 1 and _fingerprint = _first_fingerprint
         then 'exact_duplicate' end as collapse_reason,
     coalesce(_key, 'row:' || _fingerprint) as record_key,
-    {{ headwater.json_object_text([
-        ('message_id', 'message_id'), ('type', 'type'), ('event', 'event'),
-        ('user_id', 'user_id'), ('anonymous_id', 'anonymous_id'),
-        ('previous_id', 'previous_id'), ('traits', 'traits'), ('properties', 'properties'),
-        ('context', 'context'), ('timestamp', headwater.event_timestamp_column()), ('received_at', 'received_at')]) }}
-        as raw_payload,
+    -- The raw values, for quarantined_records' payload (rendered there, after filtering).
+    message_id as raw_message_id,
+    type as raw_type,
+    event as raw_event,
+    user_id as raw_user_id,
+    anonymous_id as raw_anonymous_id,
+    previous_id as raw_previous_id,
+    traits as raw_traits,
     received_at as landed_at
 from normalized

@@ -1,23 +1,14 @@
 {#- Every raw.orders row, normalized, with its fate (see base_raw_events). -#}
 with source as (
 
-    select
-        *,
-        {{ headwater.trimmed('order_id') }} as _key,
-        count(*) over (partition by {{ headwater.trimmed('order_id') }}) as _copies
+    select *, {{ headwater.trimmed('order_id') }} as _key
     from {{ source('raw', 'orders') }}
 
 ),
 
-fingerprinted as (
+repeated_keys as (
 
-    select
-        *,
-        case when _copies > 1 or _key is null then {{ headwater.row_fingerprint([
-            '_key', 'customer_email', 'customer_phone', 'user_id', 'total', 'currency', 'status',
-            'created_at', headwater.json_to_text('line_items')]) }}
-        end as _fingerprint
-    from source
+    select _key from source where _key is not null group by _key having count(*) > 1
 
 ),
 
@@ -32,7 +23,25 @@ ranked as (
             partition by _key order by created_at nulls last, _fingerprint
             rows between unbounded preceding and unbounded following
         ) as _first_fingerprint
-    from fingerprinted
+    from (
+        select
+            *,
+            {{ headwater.row_fingerprint([
+                '_key', 'customer_email', 'customer_phone', 'user_id', 'total', 'currency',
+                'status', 'created_at', headwater.json_to_text('line_items')]) }} as _fingerprint
+        from source
+        where _key is null or _key in (select _key from repeated_keys)
+    ) repeated
+
+    union all
+
+    select
+        *,
+        cast(null as varchar) as _fingerprint,
+        1 as _copy_rank,
+        cast(null as varchar) as _first_fingerprint
+    from source
+    where _key is not null and _key not in (select _key from repeated_keys)
 
 ),
 
@@ -69,10 +78,12 @@ select
     case when _key is not null and _copy_rank > 1 and _fingerprint = _first_fingerprint
         then 'exact_duplicate' end as collapse_reason,
     coalesce(_key, 'row:' || _fingerprint) as record_key,
-    {{ headwater.json_object_text([
-        ('order_id', 'order_id'), ('customer_email', 'customer_email'),
-        ('customer_phone', 'customer_phone'), ('user_id', 'user_id'), ('total', 'total'),
-        ('currency', 'currency'), ('status', 'status'), ('created_at', 'created_at'),
-        ('line_items', 'line_items')]) }} as raw_payload,
+    order_id as raw_order_id,
+    customer_email as raw_customer_email,
+    customer_phone as raw_customer_phone,
+    user_id as raw_user_id,
+    currency as raw_currency,
+    status as raw_status,
+    line_items as raw_line_items,
     created_at as landed_at
 from normalized
