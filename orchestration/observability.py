@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from dagster import (
+    AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
-    AssetExecutionContext,
     AssetKey,
     AssetSelection,
     AssetSpec,
@@ -85,7 +85,7 @@ def max_lag(table: str) -> timedelta:
     can_subset=True,
 )
 def raw_landing_freshness(
-    context: AssetExecutionContext, headwater: HeadwaterResource
+    context: AssetCheckExecutionContext, headwater: HeadwaterResource
 ) -> Iterator[AssetCheckResult]:
     locations = headwater.locations()
     source = "warehouse"
@@ -156,12 +156,18 @@ def _alert_on_check_failure(context: SensorEvaluationContext, alerts: AlertWebho
     """POST every failed asset check (dbt tests, freshness, delivery) once.
 
     The cursor is the event log's storage id of the last evaluation handled; a failed POST
-    raises, so the tick fails and the same evaluations are sent next tick.
+    raises, so the tick fails and the same evaluations are sent next tick. The first tick
+    starts after the newest evaluation: turning alerts on does not replay history.
     """
-    after = int(context.cursor) if context.cursor else None
+    check_events = EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+    if not context.cursor:
+        latest = context.instance.get_event_records(check_events, limit=1, ascending=False)
+        start = str(latest[0].storage_id) if latest else "0"
+        return SensorResult(skip_reason=SkipReason(f"alerts start after {start}"), cursor=start)
     records = context.instance.get_event_records(
         EventRecordsFilter(
-            event_type=DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after
+            event_type=DagsterEventType.ASSET_CHECK_EVALUATION,
+            after_cursor=int(context.cursor),
         ),
         limit=ALERT_BATCH,
         ascending=True,

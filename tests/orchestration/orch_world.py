@@ -36,6 +36,8 @@ syncs:
     mode: mirror
     identifiers: {email: email}
     fields: {first_name: first_name}
+    # one quick retry: the failure test points this sync at a closed port
+    retry: {total: 1, backoff_factor: 0, backoff_jitter: 0, timeout_seconds: 5}
   - name: cart_email_hook
     audience: audience_cart_abandonment_email
     destination:
@@ -74,7 +76,8 @@ def _generate(path: Path) -> None:
 
     con = duckdb.connect(str(path))
     try:
-        generate_world(con, customers=CUSTOMERS, seed=SEED, as_of=datetime.now().replace(microsecond=0))
+        now = datetime.now().replace(microsecond=0)
+        generate_world(con, customers=CUSTOMERS, seed=SEED, as_of=now)
     finally:
         con.close()
 

@@ -16,7 +16,8 @@ def test_definitions_hold_models_checks_syncs_sensors(world: World) -> None:
         assert model in keys
     # dbt tests are asset checks on their models
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
-    assert any(a == "stg_events" and n.startswith("unique_stg_events_message_id") for a, n in checks)
+    assert any(a == "stg_events" and n.startswith("unique_stg_events_message_id")
+               for a, n in checks)
     assert ("raw/events", "landing_freshness") in checks
     # one sync asset per declared sync, downstream of its audience
     for sync, audience in (
@@ -26,7 +27,8 @@ def test_definitions_hold_models_checks_syncs_sensors(world: World) -> None:
         node = graph.get(sync_asset_key(sync))
         assert AssetKey(audience) in node.parent_keys
         assert world.defs.get_sensor_def(f"audience_sensor__{sync}") is not None
-    assert {s.name for s in world.defs.schedules} >= {"dbt_build_schedule", "raw_freshness_schedule"}
+    schedules = {s.name for s in world.defs.schedules}
+    assert schedules >= {"dbt_build_schedule", "raw_freshness_schedule"}
 
 
 def test_build_materializes_models_runs_tests_and_publishes(built: World) -> None:
