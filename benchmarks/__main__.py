@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, str] = {
     "sync": "benchmarks.bench_sync",
     "identity": "benchmarks.bench_identity",
     "propensity": "benchmarks.bench_propensity",
+    "sensor": "benchmarks.bench_sensor",
 }
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
