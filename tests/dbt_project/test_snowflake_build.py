@@ -116,14 +116,14 @@ def snowflake_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _query(db_path: Path, sql: str) -> list[tuple]:
+    """Query the emulated Snowflake; the module fixture keeps fakesnow's patch active."""
     import snowflake.connector
 
-    with fakesnow.patch(db_path=str(db_path)):
-        con = snowflake.connector.connect(database=DATABASE, schema=SCHEMA)
-        cur = con.cursor()
-        cur.execute(sql)
-        rows = cur.fetchall()
-        con.close()
+    con = snowflake.connector.connect(database=DATABASE, schema=SCHEMA)
+    cur = con.cursor()
+    cur.execute(sql)
+    rows = cur.fetchall()
+    con.close()
     return rows
 
 
