@@ -8,8 +8,10 @@ the pass is folded (state.fold), so the per-batch cost is one append, not an upd
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +22,7 @@ import pyarrow as pa
 from activations.destinations.base import (
     Action,
     Destination,
+    EncodedBatch,
     Outcome,
     Record,
     RecordResult,
@@ -52,6 +55,8 @@ ACK_SCHEMA = pa.schema(
 class AckWriter:
     """Appends answers to delivery_records; flushes every `flush_rows` or `flush_seconds`.
 
+    Answers are kept as Arrow record batches and written with one INSERT per flush, so the
+    per-record cost is a slot in a column, not a row-wise write.
     A crash loses at most the unflushed answers: those records are still pending and go again
     with the same idempotency key, which the destination deduplicates.
     """
@@ -65,7 +70,8 @@ class AckWriter:
         self.run_id = run_id
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
-        self._cols: dict[str, list[Any]] = {f.name: [] for f in ACK_SCHEMA}
+        self._batches: list[pa.RecordBatch] = []
+        self._rows = 0
         self._last_flush = time.monotonic()
 
     def add_batch(
@@ -73,31 +79,53 @@ class AckWriter:
         results: Sequence[RecordResult], action: Action,
     ) -> None:
         """One attempt per record of a request: the same action and timestamp for all."""
-        n = len(records)
-        c = self._cols
-        c["sync_name"].extend([self.sync_name] * n)
-        c["run_id"].extend([self.run_id] * n)
-        c["idempotency_key"].extend([r.idempotency_key for r in records])
-        c["profile_id"].extend([r.profile_id for r in records])
-        c["action"].extend([action.value] * n)
-        c["status"].extend([r.outcome.value for r in results])
-        c["attempt"].extend(attempts)
-        c["response_code"].extend([r.status_code for r in results])
-        c["error"].extend([r.error for r in results])
-        c["external_id"].extend([r.external_id for r in results])
-        c["attempted_at"].extend([datetime.now(UTC).replace(tzinfo=None)] * n)
+        self.add_arrays(
+            pa.array([r.idempotency_key for r in records], pa.string()),
+            pa.array([r.profile_id for r in records], pa.string()),
+            pa.array(attempts, pa.int32()),
+            [r.outcome.value for r in results],
+            [r.status_code for r in results],
+            [r.error for r in results],
+            action,
+            [r.external_id for r in results],
+        )
+
+    def add_arrays(
+        self, keys: pa.Array, profiles: pa.Array, attempts: pa.Array, status: list[str],
+        codes: list[int | None], errors: list[str | None], action: Action,
+        external_ids: list[str | None] | None = None,
+    ) -> None:
+        """The same, from columns: the key and profile arrays come straight from the reader."""
+        n = len(keys)
+        now = datetime.now(UTC).replace(tzinfo=None)
+        self._batches.append(pa.RecordBatch.from_arrays(
+            [
+                pa.repeat(self.sync_name, n),
+                pa.repeat(self.run_id, n),
+                keys.cast(pa.string()),
+                profiles.cast(pa.string()),
+                pa.repeat(action.value, n),
+                pa.array(status, pa.string()),
+                attempts.cast(pa.int32()),
+                pa.array(codes, pa.int32()),
+                pa.array(errors, pa.string()),
+                pa.array(external_ids, pa.string()) if external_ids else pa.nulls(n, pa.string()),
+                pa.repeat(pa.scalar(now, pa.timestamp("us")), n),
+            ],
+            schema=ACK_SCHEMA,
+        ))
+        self._rows += n
 
     def maybe_flush(self) -> None:
-        pending = len(self._cols["sync_name"])
-        if pending >= self.flush_rows or (
-            pending and time.monotonic() - self._last_flush >= self.flush_seconds
+        if self._rows >= self.flush_rows or (
+            self._rows and time.monotonic() - self._last_flush >= self.flush_seconds
         ):
             self.flush()
 
     def flush(self) -> None:
-        if not self._cols["sync_name"]:
+        if not self._rows:
             return
-        table = pa.Table.from_pydict(self._cols, schema=ACK_SCHEMA)
+        table = pa.Table.from_batches(self._batches, schema=ACK_SCHEMA)
         names = ", ".join(ACK_SCHEMA.names)
         self.con.register("hw_ack_batch", table)
         try:
@@ -106,7 +134,8 @@ class AckWriter:
             )
         finally:
             self.con.unregister("hw_ack_batch")
-        self._cols = {f.name: [] for f in ACK_SCHEMA}
+        self._batches = []
+        self._rows = 0
         self._last_flush = time.monotonic()
 
 
@@ -151,6 +180,36 @@ def pending_count(con: duckdb.DuckDBPyConnection, sync_name: str) -> int:
     return int(row[0]) if row else 0
 
 
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def record_json_sql(columns: Mapping[str, str]) -> str:
+    """SQL for one outbox row as the generic record JSON, fields mapped from its payload.
+
+    Equal to what RecordMapper.fields gives without templates: a column missing from the
+    payload is null, like `row.get(col)`.
+    """
+    pairs = ", ".join(
+        f"{_sql_str(dest)}, payload -> {_sql_str('/' + col.replace('~', '~0').replace('/', '~1'))}"
+        for dest, col in columns.items()
+    )
+    fields = f"json_object({pairs})" if pairs else "'{}'::json"
+    return (
+        "cast(json_object('idempotency_key', idempotency_key, 'profile_id', profile_id, "
+        f"'action', action, 'fields', {fields}) as varchar)"
+    )
+
+
+@dataclass
+class _Job:
+    """One batch ready to go: `send` runs on the sender thread, `finish` back on the caller's."""
+
+    size: int
+    send: Callable[[], Any]
+    finish: Callable[[Any], str | None]
+
+
 def drain(
     con: duckdb.DuckDBPyConnection,
     sync_name: str,
@@ -161,45 +220,148 @@ def drain(
     progress: ProgressFn | None = None,
     ack_flush_rows: int = 20_000,
 ) -> DrainCounts:
-    """Send every pending intent of the sync; stop at the first transient failure."""
+    """Send every pending intent of the sync; stop at the first transient failure.
+
+    Pipelined: while batch N is in flight on one sender thread, batch N+1 is read and encoded.
+    One sender keeps requests in submission order (removes before adds), and every answer is
+    recorded on this thread before the next request is submitted, so at most one request is
+    ever unanswered, as before.
+    """
     counts = DrainCounts()
     acks = AckWriter(con, sync_name, run_id, flush_rows=ack_flush_rows)
     total = pending_count(con, sync_name)
     reader_con = con.cursor()
+    encoded = _encoded_ok(destination, mapper)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hw-send")
+    inflight: tuple[Future[Any], _Job] | None = None
+
+    def settle() -> str | None:
+        nonlocal inflight
+        assert inflight is not None
+        future, job = inflight
+        inflight = None
+        stopped = job.finish(future.result())
+        acks.maybe_flush()
+        if progress is not None:
+            progress(counts.sent, total)
+        return stopped
+
     try:
         for action in ACTION_ORDER:
+            fast = encoded and action != Action.REMOVE
+            record = record_json_sql(mapper.columns) if fast else "payload"
             reader = reader_con.sql(
-                f"""select idempotency_key, profile_id, payload, attempts
+                f"""select idempotency_key, profile_id, attempts + 1 as attempt, {record}
                 from {SCHEMA}.outbox
                 where sync_name = ? and status = 'pending' and action = ?""",
                 params=[sync_name, action.value],
             ).to_arrow_reader(batch_size)
             for batch in reader:
-                stopped = _send_batch(batch, action, destination, mapper, acks, counts)
-                acks.maybe_flush()
-                if progress is not None:
-                    progress(counts.sent, total)
-                if stopped:
+                if fast:
+                    job = _encoded_job(batch, action, destination, acks, counts)
+                else:
+                    job = _record_job(batch, action, destination, mapper, acks, counts)
+                if inflight is not None and (stopped := settle()):
                     counts.stopped = stopped
                     return counts
+                if job is not None:
+                    inflight = (executor.submit(job.send), job)
+                elif progress is not None:
+                    progress(counts.sent, total)
+        if inflight is not None and (stopped := settle()):
+            counts.stopped = stopped
     finally:
+        if inflight is not None:
+            # Unwinding from an error: still record the answer of the request in flight.
+            with contextlib.suppress(Exception):
+                settle()
+        executor.shutdown(wait=True)
         acks.flush()
         reader_con.close()
     return counts
 
 
-def _send_batch(
+def _encoded_ok(destination: Destination, mapper: RecordMapper) -> bool:
+    """Templates need Python per record; everything else can be encoded in the warehouse."""
+    if mapper.templates is not None and mapper.templates.templates:
+        return False
+    accepts = getattr(destination, "accepts_encoded", None)
+    return bool(accepts is not None and accepts() and hasattr(destination, "send_encoded"))
+
+
+def _call(send: Callable[[], Any]) -> Callable[[], Any]:
+    """Run on the sender thread; a transient failure comes back as a value, not a raise."""
+
+    def run() -> Any:
+        try:
+            return send()
+        except TransientDestinationError as exc:
+            return exc
+
+    return run
+
+
+def _encoded_job(
+    batch: pa.RecordBatch, action: Action, destination: Destination, acks: AckWriter,
+    counts: DrainCounts,
+) -> _Job:
+    keys_arr, profiles, attempts = batch.column(0), batch.column(1), batch.column(2)
+    keys: list[str] = keys_arr.to_pylist()
+    encoded = EncodedBatch(action, keys, batch.column(3).to_pylist())
+    n = len(keys)
+    send_encoded = destination.send_encoded  # type: ignore[attr-defined]
+
+    def finish(answer: Any) -> str | None:
+        # Unanswered until a span says otherwise (a destination that skips records).
+        status: list[str] = [Outcome.RETRY.value] * n
+        codes: list[int | None] = [None] * n
+        errors: list[str | None] = ["no result returned"] * n
+        stopped: str | None = None
+        requests = 1
+        if isinstance(answer, TransientDestinationError):
+            stopped = str(answer)
+            errors = [stopped] * n
+        else:
+            requests = max(1, len(answer))
+            for span in answer:
+                width = span.stop - span.start
+                codes[span.start:span.stop] = [span.status_code] * width
+                if span.error is not None:
+                    status[span.start:span.stop] = [Outcome.REJECTED.value] * width
+                    errors[span.start:span.stop] = [span.error] * width
+                    continue
+                status[span.start:span.stop] = [Outcome.DELIVERED.value] * width
+                errors[span.start:span.stop] = [None] * width
+                for i in range(span.start, span.stop) if span.rejected else ():
+                    reason = span.rejected.get(keys[i])
+                    if reason is not None:
+                        status[i], errors[i] = Outcome.REJECTED.value, reason
+        acks.add_arrays(keys_arr, profiles, attempts, status, codes, errors, action)
+        delivered = status.count(Outcome.DELIVERED.value)
+        rejected = status.count(Outcome.REJECTED.value)
+        counts.delivered += delivered
+        counts.rejected += rejected
+        counts.retry += n - delivered - rejected
+        counts.sent += n
+        counts.requests += requests
+        counts.by_action[action.value] = counts.by_action.get(action.value, 0) + n
+        return stopped
+
+    return _Job(n, _call(lambda: send_encoded(encoded)), finish)
+
+
+def _record_job(
     batch: pa.RecordBatch,
     action: Action,
     destination: Destination,
     mapper: RecordMapper,
     acks: AckWriter,
     counts: DrainCounts,
-) -> str | None:
+) -> _Job | None:
     keys = batch.column(0).to_pylist()
     profiles = batch.column(1).to_pylist()
-    payloads = batch.column(2).to_pylist()
-    attempts = [a + 1 for a in batch.column(3).to_pylist()]
+    attempts = batch.column(2).to_pylist()
+    payloads = batch.column(3).to_pylist()
     records: list[Record] = []
     record_attempts: list[int] = []
     failed: list[Record] = []
@@ -224,31 +386,37 @@ def _send_batch(
         counts.sent += len(failed)
     if not records:
         return None
-    stopped: str | None = None
-    try:
-        results: Sequence[RecordResult] = destination.send_batch(records)
-    except TransientDestinationError as exc:
-        stopped = str(exc)
-        results = [RecordResult(r.idempotency_key, Outcome.RETRY, None, stopped) for r in records]
-    if len(results) != len(records) or any(
-        res.idempotency_key != rec.idempotency_key
-        for res, rec in zip(results, records, strict=True)
-    ):
-        by_key = {r.idempotency_key: r for r in results}
-        results = [
-            by_key.get(rec.idempotency_key)
-            or RecordResult(rec.idempotency_key, Outcome.RETRY, None, "no result returned")
-            for rec in records
-        ]
-    acks.add_batch(records, record_attempts, results, action)
-    for result in results:
-        if result.outcome == Outcome.DELIVERED:
-            counts.delivered += 1
-        elif result.outcome == Outcome.REJECTED:
-            counts.rejected += 1
+
+    def finish(answer: Any) -> str | None:
+        stopped: str | None = None
+        if isinstance(answer, TransientDestinationError):
+            stopped = str(answer)
+            results: Sequence[RecordResult] = [
+                RecordResult(r.idempotency_key, Outcome.RETRY, None, stopped) for r in records
+            ]
         else:
-            counts.retry += 1
-    counts.sent += len(records)
-    counts.requests += 1
-    counts.by_action[action.value] = counts.by_action.get(action.value, 0) + len(records)
-    return stopped
+            results = answer
+        if len(results) != len(records) or any(
+            res.idempotency_key != rec.idempotency_key
+            for res, rec in zip(results, records, strict=True)
+        ):
+            by_key = {r.idempotency_key: r for r in results}
+            results = [
+                by_key.get(rec.idempotency_key)
+                or RecordResult(rec.idempotency_key, Outcome.RETRY, None, "no result returned")
+                for rec in records
+            ]
+        acks.add_batch(records, record_attempts, results, action)
+        for result in results:
+            if result.outcome == Outcome.DELIVERED:
+                counts.delivered += 1
+            elif result.outcome == Outcome.REJECTED:
+                counts.rejected += 1
+            else:
+                counts.retry += 1
+        counts.sent += len(records)
+        counts.requests += 1
+        counts.by_action[action.value] = counts.by_action.get(action.value, 0) + len(records)
+        return stopped
+
+    return _Job(len(records), _call(lambda: destination.send_batch(records)), finish)

@@ -133,3 +133,47 @@ def result_for_all(
 ) -> list[RecordResult]:
     """The same answer for every record of a batch (vendors that answer per request)."""
     return [RecordResult(r.idempotency_key, outcome, status_code, error) for r in records]
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """A batch the engine encoded inside the warehouse, for pass-through destinations.
+
+    `records_json[i]` is the JSON text of record i in the generic shape
+    `{"idempotency_key", "profile_id", "action", "fields"}` (fields after mapping, no
+    templates); `idempotency_keys[i]` is its key. Python never builds a per-record object on
+    this path, which is what lets a batch destination keep up with 100,000 rows/s.
+    """
+
+    action: Action
+    idempotency_keys: Sequence[str]
+    records_json: Sequence[str]
+
+
+@dataclass(frozen=True)
+class SpanAnswer:
+    """One request's answer for records[start:stop] of an EncodedBatch.
+
+    `error` set: the request refused every record of the span (a 4xx), with that reason.
+    Otherwise each record is delivered unless its key is in `rejected` (key -> reason).
+    """
+
+    start: int
+    stop: int
+    status_code: int
+    error: str | None = None
+    rejected: Mapping[str, str] = field(default_factory=dict)
+
+
+class PassThroughDestination(Destination, Protocol):
+    """Optional: a destination whose request body is a plain list of generic records.
+
+    The engine uses `send_encoded` when `accepts_encoded()` is true and the sync has no
+    templates; removes and templated syncs still go through `send_batch`.
+    """
+
+    def accepts_encoded(self) -> bool: ...
+
+    def send_encoded(self, batch: EncodedBatch) -> list[SpanAnswer]:
+        """Send an encoded batch; raise TransientDestinationError like send_batch."""
+        ...

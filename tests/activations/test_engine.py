@@ -207,3 +207,65 @@ def test_bad_signature_secret_stops_without_rejecting(warehouse, receiver, hook_
     assert result.stopped and "signing secret" in result.stopped
     assert result.rejected == 0 and result.pending == 1
     assert "wrong" not in result.stopped
+
+
+def test_warehouse_encoded_records_match_python_mapped_records(tmp_path, hook_env):
+    """The batch fast path (records encoded in DuckDB) sends what the Record path sends."""
+    from batch_receiver import BatchReceiver
+
+    from activations.destinations.webhook import WebhookDestination
+
+    class RecordPathWebhook(WebhookDestination):
+        def accepts_encoded(self) -> bool:
+            return False
+
+    rows = [member(0), member(1, first_name=None, qualified_offer="it's \"quoted\" \u00e9"),
+            member(2, open_cart_items='[{"sku": "s/2", "price": 9.5, "n": null}]')]
+    fields = {"first_name": "first_name", "offer": "qualified_offer", "cart": "open_cart_items"}
+    received = []
+    for use_record_path in (False, True):
+        con = duckdb.connect(str(tmp_path / f"wh{use_record_path}.duckdb"))
+        make_audience(con, rows)
+        other = BatchReceiver().start()
+        try:
+            env = {**hook_env, "HEADWATER_WEBHOOK_BASE_URL": other.url}
+            spec = hook_sync(fields=fields)
+            from activations.engine import build_destination, prepare
+
+            dest, http = None, None
+            if use_record_path:
+                real, http = build_destination(prepare(con, spec), env)
+                dest = RecordPathWebhook.__new__(RecordPathWebhook)
+                dest.__dict__.update(real.__dict__)
+            result = run_sync(con, spec, lock_dir=tmp_path, environ=env, destination=dest)
+            assert result.ok and result.delivered == 3, result
+            # keys differ between the runs (they include the run id): compare by member
+            received.append({r["profile_id"]: (r["action"], r["fields"])
+                             for r in other.applied.values()})
+            if http is not None:
+                http.close()
+        finally:
+            other.stop()
+            con.close()
+    fast, slow = received
+    assert fast == slow
+    assert len(fast) == 3 and fast["p1"][1]["first_name"] is None
+    assert fast["p2"][1]["cart"] == [{"sku": "s/2", "price": 9.5, "n": None}]
+
+
+def test_413_splits_an_encoded_batch_and_keeps_per_record_outcomes(
+    warehouse, receiver, hook_env, tmp_path
+):
+    from batch_receiver import Scripted
+
+    make_audience(warehouse, [member(i) for i in range(4)])
+    receiver.script = [Scripted(413)]
+    receiver.reject_profiles = {"p3"}
+    result = _run(warehouse, tmp_path, hook_env, spec=hook_sync(batch_size=4))
+    assert result.delivered == 3 and result.rejected == 1
+    assert result.requests == 2  # the two halves; the refused whole is not an answer
+    statuses = dict(warehouse.execute(
+        "select profile_id, status from headwater_state.delivery_records").fetchall())
+    assert statuses == {"p0": "delivered", "p1": "delivered", "p2": "delivered",
+                        "p3": "rejected"}
+    assert set(receiver.members) == {"p0", "p1", "p2"}
