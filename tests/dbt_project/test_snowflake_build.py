@@ -130,7 +130,9 @@ def _query(db_path: Path, sql: str) -> list[tuple]:
 def test_every_model_builds_and_tests_pass_on_snowflake(snowflake_build: Path) -> None:
     # run_dbt raises on any failed model or test; reaching here means the build passed.
     profiles = _query(snowflake_build, "select count(*) from customer_profiles")[0][0]
-    identifiers = _query(snowflake_build, "select count(distinct profile_id) from identity_map")[0][0]
+    identifiers = _query(
+        snowflake_build, "select count(distinct profile_id) from identity_map"
+    )[0][0]
     assert profiles > 0
     assert profiles == identifiers
 
@@ -158,7 +160,8 @@ def test_snowflake_and_duckdb_resolve_the_same_identities(
         ],
         settings,
     )
-    duck = duckdb.connect(str(world), read_only=True).execute(
+    # Read-write: dbt-duckdb keeps its connection open in this process, with default settings.
+    duck = duckdb.connect(str(world)).execute(
         "select identifier_type, identifier_value, profile_id from identity_map"
     ).fetchall()
     snow = _query(
