@@ -60,7 +60,9 @@ def create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(statement)
 
 
-def connect(path: Path, *, read_only: bool = False, wait_seconds: float = 0.0) -> duckdb.DuckDBPyConnection:
+def connect(
+    path: Path, *, read_only: bool = False, wait_seconds: float = 0.0
+) -> duckdb.DuckDBPyConnection:
     """Open the warehouse file, waiting up to `wait_seconds` while another process holds its lock.
 
     DuckDB lets one process hold a database file at a time (even read-only opens fail while a
