@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
 import pytest
-from identity_build import build_identity, read_map
 
 from headwater.warehouse import create_raw_tables
 
@@ -91,25 +91,25 @@ def write_cases(con: duckdb.DuckDBPyConnection) -> None:
 Built = tuple[Path, dict[tuple[str, str], str]]  # the warehouse file, identity_map at build
 
 
-def _build(module_dir: Path, strategy: str, tests: bool) -> Built:
+def _build(identity: SimpleNamespace, module_dir: Path, strategy: str, tests: bool) -> Built:
     db = module_dir / f"{strategy}.duckdb"
     with duckdb.connect(str(db)) as con:
         write_cases(con)
     # each strategy gets its own target dir: changing vars forces dbt to re-parse everything
-    build_identity(db, module_dir / strategy, tests=tests,
+    identity.build(db, module_dir / strategy, tests=tests,
                    dbt_vars={"identity_components_strategy": strategy})
-    return db, read_map(db)
+    return db, identity.read_map(db)
 
 
 @pytest.fixture(scope="module")
-def recursive_db(module_dir: Path) -> Built:
+def recursive_db(module_dir: Path, identity: SimpleNamespace) -> Built:
     # `build`: the models and every identity YAML test (one profile per identifier...)
-    return _build(module_dir, "recursive", tests=True)
+    return _build(identity, module_dir, "recursive", tests=True)
 
 
 @pytest.fixture(scope="module")
-def rounds_db(module_dir: Path) -> Built:
-    return _build(module_dir, "rounds", tests=False)
+def rounds_db(module_dir: Path, identity: SimpleNamespace) -> Built:
+    return _build(identity, module_dir, "rounds", tests=False)
 
 
 @pytest.fixture(scope="module", params=["recursive_db", "rounds_db"])
@@ -216,15 +216,15 @@ def test_both_algorithms_give_the_same_profiles(recursive_db: Built, rounds_db: 
 
 
 def test_new_identifier_joins_without_changing_the_profile_id(
-    recursive_db: Built, module_dir: Path
+    recursive_db: Built, module_dir: Path, identity: SimpleNamespace
 ) -> None:
     db, before = recursive_db
     with duckdb.connect(str(db)) as con:
         w = RawWriter(con)
         w.tick = 10_000
         w.event(user_id="chain-user", anonymous_id="chain-late-device")
-    build_identity(db, module_dir / "recursive", command="run",
+    identity.build(db, module_dir / "recursive", command="run",
                    dbt_vars={"identity_components_strategy": "recursive"})
-    after = read_map(db)
+    after = identity.read_map(db)
     assert {k: after[k] for k in before} == before
     assert after[("anonymous_id", "chain-late-device")] == before[("user_id", "chain-user")]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
 import pytest
-from identity_build import build_identity, read_map
 
 from headwater.demo.world import generate_world
 
@@ -15,11 +15,11 @@ CUSTOMERS = 2000
 
 
 @pytest.fixture(scope="module")
-def world(module_dir: Path) -> Path:
+def world(module_dir: Path, identity: SimpleNamespace) -> Path:
     db = module_dir / "world.duckdb"
     with duckdb.connect(str(db)) as con:
         generate_world(con, customers=CUSTOMERS, seed=11, as_of=datetime(2025, 3, 1))
-    build_identity(db, module_dir)  # build = run + every identity YAML test
+    identity.build(db, module_dir)  # build = run + every identity YAML test
     return db
 
 
@@ -143,14 +143,18 @@ def test_every_merge_is_explained(world: Path) -> None:
     assert sources == {"events", "orders", "crm"}
 
 
-def test_rebuild_keeps_profile_ids(world: Path, module_dir: Path) -> None:
-    before = read_map(world)
-    build_identity(world, module_dir, command="run", upstream=False)
-    assert read_map(world) == before
+def test_rebuild_keeps_profile_ids(
+    world: Path, module_dir: Path, identity: SimpleNamespace
+) -> None:
+    before = identity.read_map(world)
+    identity.build(world, module_dir, command="run", upstream=False)
+    assert identity.read_map(world) == before
 
 
-def test_new_customer_leaves_existing_profiles_alone(world: Path, module_dir: Path) -> None:
-    before = read_map(world)
+def test_new_customer_leaves_existing_profiles_alone(
+    world: Path, module_dir: Path, identity: SimpleNamespace
+) -> None:
+    before = identity.read_map(world)
     with duckdb.connect(str(world)) as con:
         con.execute("""
             insert into raw.events (message_id, type, user_id, anonymous_id, traits,
@@ -158,8 +162,8 @@ def test_new_customer_leaves_existing_profiles_alone(world: Path, module_dir: Pa
             values ('new-customer-1', 'identify', 'usr_newcomer', 'anon-newcomer',
                     '{"email": "Newcomer@Example.net", "phone": "+1 415 555 0199"}',
                     '2025-02-28 10:00:00', '2025-02-28 10:00:01')""")
-    build_identity(world, module_dir, command="run")  # staging too: a raw row was added
-    after = read_map(world)
+    identity.build(world, module_dir, command="run")  # staging too: a raw row was added
+    after = identity.read_map(world)
     assert {k: after.get(k) for k in before} == before
     new = {k: v for k, v in after.items() if k not in before}
     assert set(new) == {

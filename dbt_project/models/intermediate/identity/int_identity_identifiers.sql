@@ -17,6 +17,14 @@
     'user_id': 'n_user_ids', 'crm_contact_id': 'n_crm_contact_ids', 'email': 'n_emails',
     'phone': 'n_phones', 'anonymous_id': 'n_anonymous_ids'} -%}
 {%- set simple_types = ['user_id', 'anonymous_id', 'email', 'phone', 'crm_contact_id'] -%}
+{#- co-occurrence is only counted where a rule needs it: those types, those co-types -#}
+{%- set judged_types = over_shared.keys() | list -%}
+{%- set counted = [] -%}
+{%- for limits in over_shared.values() -%}
+  {%- for n in limits.keys() -%}
+    {%- if n not in counted -%}{%- do counted.append(n) -%}{%- endif -%}
+  {%- endfor -%}
+{%- endfor -%}
 
 with records as (
 
@@ -144,7 +152,7 @@ clean_records as (
 
 clean_observations as (
 
-    {% for t in simple_types + ['previous_id'] %}
+    {% for t in simple_types + ['previous_id'] if t in judged_types or t == 'previous_id' %}
     select
         {% if t == 'previous_id' -%} previous_id_type {%- else -%} '{{ t }}' {%- endif %}
             as identifier_type,
@@ -157,6 +165,9 @@ clean_observations as (
         anonymous_id as co_anonymous_id
     from clean_records
     where {{ t }} is not null
+        {%- if t == 'previous_id' %}
+        and previous_id_type in ('{{ judged_types | join("', '") }}')
+        {%- endif %}
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
 
@@ -168,7 +179,8 @@ usage as (
         identifier_type,
         identifier_value,
         {%- for t, c in count_columns.items() %}
-        count(distinct co_{{ t }}) as {{ c }},
+        {% if t in counted -%}
+        count(distinct co_{{ t }}) {%- else -%} cast(null as bigint) {%- endif %} as {{ c }},
         {%- endfor %}
         max_by(co_user_id, case when co_user_id is not null then last_seen_at end)
             as most_recent_user_id
@@ -186,7 +198,7 @@ judged as (
         i.last_seen_at,
         i.record_count,
         {%- for c in count_columns.values() %}
-        coalesce(u.{{ c }}, 0) as {{ c }},
+        u.{{ c }},
         {%- endfor %}
         u.most_recent_user_id,
         b.blocklist_entry,

@@ -70,9 +70,8 @@ unioned as (
 )
 
 select
-    row_number() over (
-        order by source, user_id, anonymous_id, previous_id, email, phone, crm_contact_id
-    ) as record_id,
+    -- internal key for this build only; no decision depends on it, so no sort is paid for it
+    row_number() over () as record_id,
     source,
     user_id,
     anonymous_id,
