@@ -1,0 +1,239 @@
+"""The single writer: group commit, deduplication on messageId, and durable landing.
+
+Every accepted request becomes a `Submission` on a bounded queue. One thread takes whatever is
+queued (group commit: requests that arrive while a file is being written share the next file,
+which costs no extra latency when idle and bounds the file count when busy), drops messageIds it
+has already landed, stamps one received_at, writes the quarantine file and the events file
+atomically, and only then releases the waiting requests.
+
+Being the only writer of its folder is what makes the received_at stamps and the file names
+strictly increasing, which the fast path's watermark relies on: a lock file enforces it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import IO
+
+import pyarrow as pa
+
+from collector import landing
+from collector.config import CollectorConfig, ConfigError
+from collector.messages import EventRow, Rejection
+
+log = logging.getLogger(__name__)
+WRITER_LOCK = ".collector.lock"
+_EPOCH = datetime(1970, 1, 1)
+
+
+@dataclass
+class Submission:
+    """One request's messages, and the writer's answer once they are durable."""
+
+    rows: list[EventRow]
+    rejections: list[Rejection]
+    endpoint: str
+    done: threading.Event = field(default_factory=threading.Event)
+    landed: int = 0
+    duplicates: int = 0
+    error: BaseException | None = None
+
+
+class WriterBusyError(RuntimeError):
+    """The queue is full: the caller should answer 503 so the SDK retries later."""
+
+
+class RecentIds:
+    """A bounded set of messageIds, oldest forgotten first."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, message_id: str) -> bool:
+        return message_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, message_id: str) -> None:
+        if self._capacity == 0:
+            return
+        self._ids[message_id] = None
+        self._ids.move_to_end(message_id)
+        while len(self._ids) > self._capacity:
+            self._ids.popitem(last=False)
+
+
+def ns_to_datetime(ns: int) -> datetime:
+    """Epoch nanoseconds to naive UTC at microsecond precision (what Parquet stores)."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+class LandingWriter:
+    """Owns the landing folder for the life of one collector."""
+
+    def __init__(self, config: CollectorConfig) -> None:
+        self._config = config
+        self._queue: queue.Queue[Submission | None] = queue.Queue(config.queue_capacity)
+        self._thread: threading.Thread | None = None
+        self._lock_handle: IO[str] | None = None
+        self._recent = RecentIds(config.dedup_capacity)
+        self._last_ns = 0
+        self.files_written = 0
+
+    def start(self) -> None:
+        """Take the folder's lock, clean up after a crash, rebuild dedup memory, start."""
+        landing.ensure_layout(self._config.landing_dir)
+        handle = open(self._config.landing_dir / WRITER_LOCK, "a+")  # noqa: SIM115
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            handle.close()
+            raise ConfigError(
+                f"Another collector is landing into {self._config.landing_dir}; one collector "
+                "per landing folder (set HEADWATER_LANDING_DIR for a second one)."
+            ) from exc
+        self._lock_handle = handle
+        removed = landing.remove_temporaries(self._config.landing_dir)
+        if removed:
+            log.warning("Removed %d unacknowledged temporary files left by a crash.", removed)
+        ids, newest_ns = landing.recent_message_ids(
+            self._config.landing_dir, self._config.dedup_capacity
+        )
+        for message_id in reversed(ids):
+            self._recent.add(message_id)
+        self._last_ns = newest_ns
+        self._thread = threading.Thread(target=self._run, name="landing-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Land everything already queued, then stop and release the folder."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+        if self._lock_handle is not None:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    def submit(self, submission: Submission) -> None:
+        """Queue a request's messages; raises WriterBusyError when the queue is full."""
+        if self._thread is None:
+            raise WriterBusyError("the writer is not running")
+        try:
+            self._queue.put_nowait(submission)
+        except queue.Full as exc:
+            raise WriterBusyError("landing queue is full") from exc
+
+    def _run(self) -> None:
+        window = self._config.group_commit_seconds
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            deadline = time.monotonic() + window
+            # Take what is already waiting (and, with a window, what arrives within it).
+            while self._config.group_commit:
+                remaining = deadline - time.monotonic()
+                try:
+                    item = (
+                        self._queue.get(timeout=remaining)
+                        if remaining > 0
+                        else self._queue.get_nowait()
+                    )
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+
+    def _commit(self, batch: list[Submission]) -> None:
+        try:
+            self._land(batch)
+        except BaseException as exc:  # noqa: BLE001 - every waiter must get an answer
+            log.exception("Landing failed; the requests get 500 and their SDKs retry.")
+            for submission in batch:
+                submission.error = exc
+        finally:
+            for submission in batch:
+                submission.done.set()
+
+    def _stamp(self) -> int:
+        # Microsecond resolution (Parquet timestamp[us]), strictly increasing even if the
+        # clock steps back, so names and received_at order the files.
+        now = time.time_ns() // 1000 * 1000
+        self._last_ns = max(now, self._last_ns + 1000)
+        return self._last_ns
+
+    def _land(self, batch: list[Submission]) -> None:
+        fresh: list[EventRow] = []
+        seen: set[str] = set()
+        for submission in batch:
+            for row in submission.rows:
+                if row.message_id in self._recent or row.message_id in seen:
+                    submission.duplicates += 1
+                    continue
+                seen.add(row.message_id)
+                fresh.append(row)
+                submission.landed += 1
+        rejected = [(s.endpoint, r) for s in batch for r in s.rejections]
+        if not fresh and not rejected:
+            return
+        stamp = self._stamp()
+        received_at = ns_to_datetime(stamp)
+        name = landing.file_name(stamp, stamp)
+        fsync = self._config.fsync
+        if rejected:
+            landing.write_atomic(
+                self._config.quarantine_dir,
+                name,
+                _quarantine_table(rejected, received_at),
+                fsync=fsync,
+            )
+        if fresh:
+            landing.write_atomic(
+                self._config.events_dir,
+                name,
+                _events_table(fresh, received_at),
+                fsync=fsync,
+                compression="snappy",
+            )
+            self.files_written += 1
+        for message_id in seen:
+            self._recent.add(message_id)
+
+
+def _events_table(rows: list[EventRow], received_at: datetime) -> pa.Table:
+    columns: dict[str, list[object]] = {name: [] for name in landing.EVENT_SCHEMA.names}
+    for row in rows:
+        for name in landing.EVENT_SCHEMA.names[:-1]:
+            columns[name].append(getattr(row, name))
+        columns["received_at"].append(received_at)
+    return pa.table(columns, schema=landing.EVENT_SCHEMA)
+
+
+def _quarantine_table(rejected: list[tuple[str, Rejection]], received_at: datetime) -> pa.Table:
+    return pa.table(
+        {
+            "received_at": [received_at] * len(rejected),
+            "reason": [r.reason for _, r in rejected],
+            "message_id": [r.message_id for _, r in rejected],
+            "type": [r.type for _, r in rejected],
+            "endpoint": [endpoint for endpoint, _ in rejected],
+            "payload": [r.payload for _, r in rejected],
+        },
+        schema=landing.QUARANTINE_SCHEMA,
+    )
