@@ -299,7 +299,7 @@ def _merge(folder: Path, group: list[LandedFile], *, fsync: bool) -> tuple[int, 
             " filename = true) qualify row_number() over (partition by message_id, received_at"
             " order by filename) = 1 order by received_at, filename"
         ).to_arrow_table()
-        total = con.sql(f"select count(*) from read_parquet([{paths}])").fetchone()
+        total = con.execute(f"select count(*) from read_parquet([{paths}])").fetchone()
     finally:
         con.close()
     table = table.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
