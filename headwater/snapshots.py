@@ -43,7 +43,7 @@ from typing import Any
 import duckdb
 
 from headwater.config import Settings
-from headwater.warehouse import connect
+from headwater.warehouse import WarehouseBusyError, connect
 
 MANIFEST_NAME = "manifest.json"
 # Snapshots kept per model: the current one and enough older ones for a reader that read the
@@ -162,7 +162,12 @@ def read_manifest(folder: Path) -> Manifest | None:
         return None
 
 
-def relation(model: str, settings: Settings, manifest: Manifest | None = None) -> str:
+def relation(
+    model: str,
+    settings: Settings,
+    manifest: Manifest | None = None,
+    folder: Path | None = None,
+) -> str:
     """SQL for a FROM clause that reads `model` without touching the warehouse file.
 
     DuckDB target: a subquery over the model's current Parquet snapshot (the row hash column
@@ -171,7 +176,7 @@ def relation(model: str, settings: Settings, manifest: Manifest | None = None) -
     _check_ident(model)
     if settings.target != "duckdb":
         return model
-    folder = published_dir(settings)
+    folder = folder or published_dir(settings)
     manifest = manifest or read_manifest(folder)
     if manifest is None or model not in manifest.models:
         raise SnapshotError(
@@ -180,6 +185,81 @@ def relation(model: str, settings: Settings, manifest: Manifest | None = None) -
         )
     path = folder / manifest.models[model].path
     return f"(select * exclude ({ROW_HASH}) from read_parquet({_lit(path)}))"
+
+
+def state_path(settings: Settings) -> Path:
+    """The sync state database (HEADWATER_STATE_PATH; default next to the warehouse).
+
+    Its own DuckDB file, not a schema of the warehouse: sync runs write it while dbt holds the
+    warehouse. It is ATTACHed as `headwater_state`, so the engine's SQL is unchanged.
+    """
+    override = os.environ.get("HEADWATER_STATE_PATH")
+    if override:
+        return Path(override).expanduser().resolve()
+    return settings.duckdb_path.parent / "headwater_state.duckdb"
+
+
+@contextlib.contextmanager
+def reader_connection(
+    settings: Settings,
+    *,
+    state: Path | None = None,
+    folder: Path | None = None,
+    manifest: Manifest | None = None,
+    state_read_only: bool = False,
+    state_wait_seconds: float = 0.0,
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, Manifest]]:
+    """An in-memory DuckDB where every published model is a view over its snapshot and the
+    sync state file is attached as `headwater_state`: what sync runs and sensors use.
+
+    The state file has a writer lock of its own: sync runs hold it while they run. Sensors
+    open it read-only without waiting and treat WarehouseBusyError as "ask again next tick";
+    sync runs wait (`state_wait_seconds`), which serializes runs of different syncs.
+    """
+    folder = folder or published_dir(settings)
+    state = state or state_path(settings)
+    manifest = manifest or read_manifest(folder)
+    if manifest is None:
+        raise SnapshotError(
+            f"Nothing is published in {folder} yet: build first "
+            "(`headwater build`, or materialize the dbt assets in Dagster)."
+        )
+    con = duckdb.connect(":memory:")
+    try:
+        for model in sorted(manifest.models):
+            con.execute(
+                f"create or replace view main.{model} as select * from "
+                f"{relation(model, settings, manifest, folder)}"
+            )
+        _attach_state(con, state, state_read_only, state_wait_seconds)
+        yield con, manifest
+    finally:
+        con.close()
+
+
+def _attach_state(
+    con: duckdb.DuckDBPyConnection, path: Path, read_only: bool, wait_seconds: float
+) -> None:
+    if read_only and not path.exists():
+        # Nothing was ever delivered: an empty state schema reads the same as an empty file.
+        con.execute("create schema headwater_state")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.05
+    mode = " (read_only)" if read_only else ""
+    while True:
+        try:
+            con.execute(f"attach {_lit(path)} as headwater_state{mode}")
+            return
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise WarehouseBusyError(
+                    f"The sync state {path} is held by another process ({exc}); a sync run "
+                    "is probably in progress."
+                ) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
 
 def change_relation(files: Sequence[ChangeFile], folder: Path) -> str:

@@ -6,8 +6,8 @@ the CLI, the Dagster UI, sensors and tests agree on one warehouse without passin
 The writer lock shapes everything here (DESIGN.md): dbt owns the warehouse file during a build,
 so nothing in this module opens it. Readers get a private in-memory DuckDB in which every
 published model is a view over its Parquet snapshot and the sync state file is ATTACHed as
-`headwater_state`; the sync engine's SQL (`from audience_x`, `headwater_state.outbox`) runs
-there unchanged.
+`headwater_state` (headwater.snapshots.reader_connection); the sync engine's SQL
+(`from audience_x`, `headwater_state.outbox`) runs there unchanged.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from dagster import ConfigurableResource
 
 from headwater import snapshots
 from headwater.config import Settings
-from headwater.warehouse import WarehouseBusyError
 
 SYNCS_FILE_ENV = "HEADWATER_SYNCS_FILE"
 STATE_PATH_ENV = "HEADWATER_STATE_PATH"
@@ -44,6 +43,8 @@ class Locations:
     # dbt artifacts of the code location (manifest, run targets, logs): never the repository's
     # dbt_project/target, which the CLI and other tools use.
     work_dir: Path
+    # Published snapshots (HEADWATER_PUBLISHED_DIR), `published/` next to the warehouse.
+    published_dir: Path
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Locations:
@@ -55,11 +56,8 @@ class Locations:
             syncs_file=_path(env.get(SYNCS_FILE_ENV), settings.dbt_project_dir / "syncs.yml"),
             state_path=_path(env.get(STATE_PATH_ENV), home / "headwater_state.duckdb"),
             work_dir=_path(env.get(WORK_DIR_ENV), home / ".headwater" / "dagster-dbt"),
+            published_dir=_path(env.get("HEADWATER_PUBLISHED_DIR"), home / "published"),
         )
-
-    @property
-    def published_dir(self) -> Path:
-        return snapshots.published_dir(self.settings)
 
     @property
     def dbt_target_dir(self) -> Path:
@@ -103,60 +101,16 @@ def reader_connection(
     state_read_only: bool = False,
     state_wait_seconds: float = 0.0,
 ) -> Iterator[tuple[duckdb.DuckDBPyConnection, snapshots.Manifest]]:
-    """An in-memory DuckDB with the published models as views and the state attached.
-
-    The state file has a writer lock of its own: sync runs hold it while they run. Sensors
-    open it read-only with no wait and treat WarehouseBusyError as "ask again next tick";
-    sync runs wait (`state_wait_seconds`), which serializes runs of different syncs.
-    """
-    manifest = manifest or snapshots.read_manifest(locations.published_dir)
-    if manifest is None:
-        raise snapshots.SnapshotError(
-            f"Nothing is published in {locations.published_dir} yet: build first "
-            "(`headwater build`, or materialize the dbt assets in Dagster)."
-        )
-    con = duckdb.connect(":memory:")
-    try:
-        for model in sorted(manifest.models):
-            con.execute(
-                f"create or replace view main.{model} as select * from "
-                f"{snapshots.relation(model, locations.settings, manifest)}"
-            )
-        _attach_state(con, locations.state_path, state_read_only, state_wait_seconds)
-        yield con, manifest
-    finally:
-        con.close()
-
-
-def _attach_state(
-    con: duckdb.DuckDBPyConnection, path: Path, read_only: bool, wait_seconds: float
-) -> None:
-    import time
-
-    if read_only and not path.exists():
-        # Nothing was ever delivered: an empty state schema reads the same as an empty file.
-        con.execute("create schema headwater_state")
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + wait_seconds
-    delay = 0.05
-    mode = " (read_only)" if read_only else ""
-    while True:
-        try:
-            con.execute(f"attach '{_sql_str(path)}' as headwater_state{mode}")
-            return
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
-                raise WarehouseBusyError(
-                    f"The sync state {path} is held by another process ({exc}); a sync run "
-                    "is probably in progress."
-                ) from exc
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
-
-
-def _sql_str(path: Path) -> str:
-    return str(path).replace("'", "''")
+    """headwater.snapshots.reader_connection on these locations."""
+    with snapshots.reader_connection(
+        locations.settings,
+        state=locations.state_path,
+        folder=locations.published_dir,
+        manifest=manifest,
+        state_read_only=state_read_only,
+        state_wait_seconds=state_wait_seconds,
+    ) as pair:
+        yield pair
 
 
 class AlertWebhook(ConfigurableResource):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from dagster import (
@@ -15,6 +16,7 @@ from dagster import (
 from orch_world import World
 
 from orchestration.observability import alert_on_check_failure, alert_on_run_failure
+from orchestration.resources import HeadwaterResource
 from orchestration.syncs import sync_asset_key
 
 
@@ -41,7 +43,7 @@ def test_stalled_landing_warns_and_alerts_once(built: World, stalled_events: Non
         if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION
     }
     assert not evaluations["raw/events"].passed
-    assert evaluations["raw/events"].metadata["read_from"].value == "warehouse"
+    assert evaluations["raw/events"].metadata["read_from"].value == "published manifest"
     assert evaluations["raw/consent"].passed  # 7 days allowed, the world is fresh
 
     before = len(built.receiver.bodies("/alerts"))
@@ -61,13 +63,20 @@ def test_stalled_landing_warns_and_alerts_once(built: World, stalled_events: Non
     assert len(built.receiver.bodies("/alerts")) == before + len(alerts)
 
 
-def test_failed_sync_run_keeps_counts_and_alerts(built: World) -> None:
+def test_failed_sync_run_keeps_counts_and_alerts(built: World, tmp_path: Path) -> None:
     # The destination is down (nothing listens there): the engine stops, the run fails.
+    # A state file of its own, so the undelivered intents do not leak into other tests.
+    resources = built.resources()
+    resources["headwater"] = HeadwaterResource(
+        duckdb_path=str(built.warehouse),
+        state_path=str(tmp_path / "state.duckdb"),
+        syncs_file=built.env["HEADWATER_SYNCS_FILE"],
+    )
     os.environ["HEADWATER_WEBHOOK_BASE_URL"] = "http://127.0.0.1:9"
     try:
         result = materialize(
             [built.defs.get_assets_def(sync_asset_key("winback_hook"))],
-            resources=built.resources(),
+            resources=resources,
             instance=built.instance,
             raise_on_error=False,
         )

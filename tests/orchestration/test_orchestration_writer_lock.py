@@ -1,8 +1,12 @@
 """The writer lock: sensors and sync runs keep working while a real `dbt build` holds the file.
 
-A copy of the built world is rebuilt by `dbt build` in a subprocess; while DuckDB's lock on the
-copy is held (checked: a read-only open fails), a sensor is evaluated and a sync asset is
-materialized against the same copy. Both read published snapshots and the state file only.
+A `dbt build` subprocess builds a larger generated world in a fresh warehouse file; the
+published snapshots and sync state of the session world are copied next to it. While DuckDB's
+lock on that file is held, a sensor is evaluated and a sync asset is materialized against the
+same folder: both read published snapshots and the state file only.
+
+The lock is observed in /proc/locks, never by opening the file: a read-only open that happens
+at the instant dbt opens the warehouse makes dbt fail ("Could not set lock"), measured here.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -20,19 +25,21 @@ from orch_world import World
 
 from headwater.config import Settings
 from headwater.dbt import base_args
+from headwater.demo.world import generate_world
 from orchestration.resources import HeadwaterResource
 from orchestration.syncs import sync_asset_key
 
 SYNC = "cart_email_hook"
 
 
+BIG_WORLD_CUSTOMERS = 3000
+
+
 def _locked(path: Path) -> bool:
-    try:
-        duckdb.connect(str(path), read_only=True).close()
-        return False
-    except duckdb.IOException as exc:
-        assert "lock" in str(exc).lower(), exc
-        return True
+    """Whether some process holds a POSIX lock on the file (DuckDB's writer lock)."""
+    inode = os.stat(path).st_ino
+    with open("/proc/locks") as locks:
+        return any(f":{inode} " in line for line in locks)
 
 
 def test_sensor_and_sync_run_while_dbt_build_holds_the_warehouse(
@@ -40,8 +47,12 @@ def test_sensor_and_sync_run_while_dbt_build_holds_the_warehouse(
 ) -> None:
     source = built.warehouse.parent
     copy = tmp_path / "warehouse"
-    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("*.lock", "*.wal"))
+    shutil.copytree(source / "published", copy / "published")
+    shutil.copy(source / "headwater_state.duckdb", copy / "headwater_state.duckdb")
     warehouse = copy / "headwater.duckdb"
+    # A world big enough that dbt holds the lock for longer than the checks below take.
+    with duckdb.connect(str(warehouse)) as con:
+        generate_world(con, customers=BIG_WORLD_CUSTOMERS, seed=5, as_of=datetime.now())
     settings = Settings.from_env({"HEADWATER_DUCKDB_PATH": str(warehouse)})
     env = {**os.environ, "HEADWATER_DUCKDB_PATH": str(warehouse)}
     dbt = str(Path(sys.executable).parent / "dbt")
@@ -68,13 +79,14 @@ def test_sensor_and_sync_run_while_dbt_build_holds_the_warehouse(
         tick = sensor(build_sensor_context(instance=built.instance, resources=resources,
                                            definitions=built.defs))
         assert tick.cursor is not None  # judged (no skip for a busy warehouse)
+        assert _locked(warehouse) and build.poll() is None, "dbt must still hold the lock"
         result = materialize(
             [built.defs.get_assets_def(sync_asset_key(SYNC))],
             resources=resources,
             instance=built.instance,
         )
         assert result.success
-        assert _locked(warehouse), "the build must still hold the lock: the test proved nothing"
+        assert _locked(warehouse) and build.poll() is None, "dbt must still hold the lock"
     finally:
         build.terminate()
         build.wait(timeout=60)
