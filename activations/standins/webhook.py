@@ -6,6 +6,11 @@ Contract (Headwater's own, the webhook destination sends it):
   `v1=` entries are allowed (secret rotation), the timestamp must be within the tolerance;
 - `Idempotency-Key`: a replayed key is answered 200 again but stored once; every delivery per key
   is counted, so a test can tell "no duplicates stored" from "no retries happened".
+- a JSON body with `records[]` whose items carry an `idempotency_key` (the webhook destination's
+  batch shape) is deduplicated per record as well: after a crash the engine re-sends a record
+  with its original key, possibly in a batch of different records (so under a different
+  `Idempotency-Key`). A record already stored under its key is not stored again; every arrival
+  of a record key is counted (`record_deliveries`), every storage too (`records_stored`).
 """
 
 from __future__ import annotations
@@ -60,6 +65,12 @@ class WebhookStandin(Standin):
         super().__init__(config, **kwargs)
         self._messages: list[Delivery] = []
         self._deliveries: dict[str, int] = {}
+        # Per record key (records[].idempotency_key): the first stored copy, how often the key
+        # arrived (retries and crash re-sends included) and how often it was stored (1 unless
+        # the dedup is broken: kept as a count so a test asserts it rather than assumes it).
+        self._records: dict[str, Any] = {}
+        self._record_arrivals: dict[str, int] = {}
+        self._record_stores: dict[str, int] = {}
 
     @classmethod
     def default_config(cls) -> WebhookConfig:
@@ -81,6 +92,21 @@ class WebhookStandin(Standin):
         with self.lock:
             return dict(self._deliveries)
 
+    def records(self) -> dict[str, Any]:
+        """Stored batch records by their idempotency key (each stored once)."""
+        with self.lock:
+            return dict(self._records)
+
+    def record_deliveries(self) -> dict[str, int]:
+        """How many times each record key arrived (a retried or re-sent record counts again)."""
+        with self.lock:
+            return dict(self._record_arrivals)
+
+    def records_stored(self) -> dict[str, int]:
+        """How many times each record key was stored: every value is 1 unless dedup is broken."""
+        with self.lock:
+            return dict(self._record_stores)
+
     def duplicates_stored(self) -> list[str]:
         """Keys stored more than once; always empty unless dedup is broken."""
         with self.lock:
@@ -96,6 +122,9 @@ class WebhookStandin(Standin):
                 "standin": self.name,
                 "messages": [m.__dict__ for m in self._messages],
                 "deliveries_by_key": dict(self._deliveries),
+                "records": dict(self._records),
+                "record_deliveries": dict(self._record_arrivals),
+                "records_stored": dict(self._record_stores),
             }
 
     # ---- vendor behaviour --------------------------------------------------------------------
@@ -156,8 +185,39 @@ class WebhookStandin(Standin):
                 self._deliveries[key] = count
                 if count > 1:
                     return _json(200, {"status": "duplicate", "idempotency_key": key})
-            self._messages.append(Delivery(key, req.path, body, time.time()))
+            fresh = self._store_records(body)
+            if fresh is not None and not fresh:
+                # Every record of the batch is already stored: nothing new to keep.
+                return _json(200, {"status": "duplicate", "idempotency_key": key})
+            stored_body = body if fresh is None else {**body, "records": fresh}
+            self._messages.append(Delivery(key, req.path, stored_body, time.time()))
         return _json(200, {"status": "accepted", "idempotency_key": key})
+
+    def _store_records(self, body: Any) -> list[Any] | None:
+        """Keep the batch's records not stored before; None when the body has no keyed records.
+
+        Caller holds the lock. A stored message keeps only its new records, so the messages
+        list never holds one record twice.
+        """
+        if not isinstance(body, dict) or not isinstance(body.get("records"), list):
+            return None
+        keyed = [r for r in body["records"]
+                 if isinstance(r, dict) and isinstance(r.get("idempotency_key"), str)]
+        if not keyed:
+            return None
+        fresh: list[Any] = []
+        for record in body["records"]:
+            rkey = record.get("idempotency_key") if isinstance(record, dict) else None
+            if not isinstance(rkey, str):
+                fresh.append(record)  # an unkeyed record cannot be deduplicated: kept
+                continue
+            self._record_arrivals[rkey] = self._record_arrivals.get(rkey, 0) + 1
+            if rkey in self._records:
+                continue
+            self._records[rkey] = record
+            self._record_stores[rkey] = self._record_stores.get(rkey, 0) + 1
+            fresh.append(record)
+        return fresh
 
 
 def _seconds(value: float | None) -> str:

@@ -1,4 +1,5 @@
-"""`headwater demo`: generate a synthetic e-commerce world, build it, summarise it.
+"""`headwater demo`: generate a synthetic e-commerce world, build it, summarise it, and sync
+the reference audiences (dbt_project/syncs.yml) to local stand-ins of their destinations.
 
 The summary is a list of sections, one function each (`SECTIONS`): a later part adds its own
 (profiles, identity, audiences) by appending a function that takes the open warehouse
@@ -8,6 +9,7 @@ connection and the WorldStats and returns a rich renderable, or None to skip its
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -16,9 +18,13 @@ import duckdb
 from rich.console import Console, RenderableType
 from rich.table import Table
 
+from activations.config import SyncConfigError, load_syncs
+from activations.engine import SyncResult, run_sync
+from headwater.commands.sync import _warehouse, syncs_file
 from headwater.config import Settings
 from headwater.dbt import run_dbt
 from headwater.demo import WorldStats, generate_world
+from headwater.demo.standins import DemoStandins, describe_holdings
 from headwater.warehouse import connect
 
 Section = Callable[[duckdb.DuckDBPyConnection, WorldStats], RenderableType | None]
@@ -89,7 +95,9 @@ def _fresh_warehouse(settings: Settings) -> None:
 @click.option("--as-of", "as_of", default=None,
               help="'Now' of the world as an ISO timestamp (UTC); default: now, to the minute.")
 @click.option("--skip-build", is_flag=True, help="Only generate the raw tables; do not run dbt.")
-def demo(customers: int, seed: int, as_of: str | None, skip_build: bool) -> None:
+@click.option("--no-sync", is_flag=True,
+              help="Do not sync the reference audiences to local destination stand-ins.")
+def demo(customers: int, seed: int, as_of: str | None, skip_build: bool, no_sync: bool) -> None:
     """Generate the demo world into the warehouse, build every model and print a summary.
 
     This REPLACES the warehouse file at HEADWATER_DUCKDB_PATH.
@@ -129,3 +137,44 @@ def demo(customers: int, seed: int, as_of: str | None, skip_build: bool) -> None
                 console.print(renderable)
     finally:
         con.close()
+    if not skip_build and not no_sync:
+        console.rule("Syncs to local stand-ins")
+        console.print(sync_to_standins(settings))
+
+
+def sync_to_standins(settings: Settings) -> Table:
+    """Run every declared sync against local stand-ins; a table of what each did and holds.
+
+    The stand-ins' final states stay in `<warehouse dir>/standins/<kind>.json`.
+    """
+    try:
+        specs = load_syncs(syncs_file(settings))
+    except SyncConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    table = Table(title="Syncs to local stand-ins (state files in "
+                  f"{settings.duckdb_path.parent / 'standins'})", title_justify="left")
+    for col in ("sync", "destination", "added", "changed", "removed", "rejected"):
+        table.add_column(col, justify="left" if col in ("sync", "destination") else "right")
+    table.add_column("the stand-in now holds")
+    results: list[SyncResult] = []
+    with DemoStandins.for_syncs(specs, settings.duckdb_path.parent / "standins") as standins:
+        # The demo's own environment is left alone: URLs and test credentials go to run_sync.
+        env = standins.environ(specs, base=os.environ)
+        with _warehouse(settings) as con:
+            for spec in specs:
+                try:
+                    results.append(run_sync(con, spec, lock_dir=settings.duckdb_path.parent,
+                                            environ=env))
+                except SyncConfigError as exc:
+                    raise click.ClickException(f"sync {spec.name}: {exc}") from exc
+        states = standins.states()
+    for spec, result in zip(specs, results, strict=True):
+        planned = result.planned
+        table.add_row(
+            spec.name, spec.destination.kind,
+            f"{planned.get('add', 0) + planned.get('send', 0):,}",
+            f"{planned.get('update', 0):,}", f"{planned.get('remove', 0):,}",
+            f"{result.rejected + result.dead:,}" + ("" if result.ok else " (not ok)"),
+            describe_holdings(spec, states[spec.destination.kind]),
+        )
+    return table
