@@ -449,7 +449,12 @@ def _warehouse(
     if con is not None:
         yield con
         return
-    own = connect(settings.duckdb_path, read_only=True, wait_seconds=wait_seconds)
+    try:
+        own = connect(settings.duckdb_path, read_only=True, wait_seconds=wait_seconds)
+    except duckdb.ConnectionException:
+        # dbt ran in this process (`headwater build`) and dbt-duckdb keeps its read-write
+        # database instance open; DuckDB only shares it with the same configuration.
+        own = connect(settings.duckdb_path, read_only=False, wait_seconds=wait_seconds)
     try:
         yield own
     finally:
