@@ -336,8 +336,10 @@ class Collector:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("the collector is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        address = self._server.server_address
+        host = address[0].decode() if isinstance(address[0], bytes) else str(address[0])
+        host = f"[{host}]" if ":" in host else host  # IPv6 literal
+        return f"http://{host}:{address[1]}"
 
     def bind(self) -> None:
         """Start the writer and bind the port (so `url` is known before serving)."""
