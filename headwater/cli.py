@@ -8,6 +8,7 @@ from headwater.commands.audience import audience
 from headwater.commands.build import build
 from headwater.commands.demo import demo
 from headwater.commands.sync import sync
+from headwater.commands.ui import ui
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +21,7 @@ cli.add_command(build)
 cli.add_command(demo)
 cli.add_command(audience)
 cli.add_command(sync)
+cli.add_command(ui)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from headwater.audiences import (
 )
 from headwater.config import Settings
 from headwater.dbt import DbtRunError, run_dbt
+from headwater.snapshots import publish
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -36,3 +37,7 @@ def build(dbt_args: tuple[str, ...]) -> None:
     except DbtRunError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"dbt build: {len(summary.nodes)} nodes, all passed.")
+    # Readers (syncs, sensors, the fast path) never open the warehouse file, which the next build
+    # will hold: they read these snapshots (see headwater/snapshots.py).
+    manifest = publish(settings)
+    click.echo(f"Published snapshot {manifest.seq}: {', '.join(sorted(manifest.models))}")

@@ -26,7 +26,8 @@ from activations.lock import SyncAlreadyRunningError
 from activations.state import list_dead_letters
 from activations.state import replay_dead_letters as replay_dead
 from headwater.config import Settings
-from headwater.warehouse import WarehouseBusyError, connect
+from headwater.snapshots import SnapshotError, reader_connection
+from headwater.warehouse import WarehouseBusyError
 
 
 def syncs_file(settings: Settings) -> Path:
@@ -52,14 +53,17 @@ def select_syncs(syncs: list[SyncSpec], selector: str, settings: Settings) -> li
 
 @contextmanager
 def _warehouse(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The connection syncs run on: published snapshots as views, the state file attached.
+
+    Never the warehouse file itself, which `dbt build` holds for its whole run (DESIGN.md): the
+    CLI, Dagster's sync assets and sensors all read the same snapshots and the same state, so a
+    sync started from either place sees what the other delivered.
+    """
     try:
-        con = connect(settings.duckdb_path, wait_seconds=10)
-    except WarehouseBusyError as exc:
+        with reader_connection(settings, state_wait_seconds=10) as (con, _manifest):
+            yield con
+    except (SnapshotError, WarehouseBusyError) as exc:
         raise click.ClickException(str(exc)) from exc
-    try:
-        yield con
-    finally:
-        con.close()
 
 
 def _summary(console: Console, result: SyncResult) -> None:

@@ -11,6 +11,8 @@ from click.testing import CliRunner
 from synctools import make_audience, member
 
 from headwater.commands.sync import sync
+from headwater.config import Settings
+from headwater.snapshots import publish
 
 
 def _setup(tmp_path: Path, receiver: BatchReceiver) -> dict[str, str]:
@@ -18,6 +20,8 @@ def _setup(tmp_path: Path, receiver: BatchReceiver) -> dict[str, str]:
     con = duckdb.connect(str(db))
     make_audience(con, [member(i) for i in range(5)])
     con.close()
+    # The CLI reads published snapshots, as after `headwater build`.
+    publish(Settings.from_env({"HEADWATER_DUCKDB_PATH": str(db)}))
     syncs = tmp_path / "syncs.yml"
     syncs.write_text(yaml.safe_dump({"syncs": [{
         "name": "hook", "audience": "audience_test", "channel": "email", "mode": "mirror",
