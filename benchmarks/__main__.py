@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, str] = {
     "identity": "benchmarks.bench_identity",
     "propensity": "benchmarks.bench_propensity",
     "sensor": "benchmarks.bench_sensor",
+    "collector": "benchmarks.bench_collector",
 }
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
