@@ -27,12 +27,23 @@ class DbtRunSummary:
 
 
 def dbt_env(settings: Settings) -> dict[str, str]:
-    """Environment variables the profile reads, resolved for this process."""
-    return {
+    """Environment variables the profile and models read, resolved for this process."""
+    env = {
         "HEADWATER_DUCKDB_PATH": str(settings.duckdb_path),
         "HEADWATER_TARGET": settings.target,
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
+    if settings.target == "duckdb":
+        # Messages `headwater collect` landed join raw.events (macros/collector/).
+        from collector.config import default_landing_dir
+        from collector.landing import ensure_layout
+
+        landing = default_landing_dir(
+            {**os.environ, "HEADWATER_DUCKDB_PATH": str(settings.duckdb_path)}
+        )
+        ensure_layout(landing)
+        env["HEADWATER_LANDING_DIR"] = str(landing)
+    return env
 
 
 def base_args(settings: Settings) -> list[str]:
@@ -55,10 +66,21 @@ def run_dbt(command: str, args: Sequence[str], settings: Settings) -> DbtRunSumm
     """
     from dbt.cli.main import dbtRunner
 
-    os.environ.update(dbt_env(settings))
+    env = dbt_env(settings)
     if settings.target == "duckdb":
         settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-    result = dbtRunner().invoke([command, *base_args(settings), *args])
+    # The profile reads these with env_var() while dbt runs; restore them afterwards so that one
+    # process can build several warehouses (tests do) without one run's paths leaking into the next.
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        result = dbtRunner().invoke([command, *base_args(settings), *args])
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     nodes: list[tuple[str, str, str]] = []
     if result.result is not None and hasattr(result.result, "results"):
         for r in result.result.results:

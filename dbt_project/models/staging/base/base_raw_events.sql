@@ -6,7 +6,7 @@
 with source as (
 
     select *, {{ headwater.trimmed('message_id') }} as _key
-    from {{ source('raw', 'events') }}
+    from {{ headwater.raw_events_relation() }} as raw_events
 
 ),
 
