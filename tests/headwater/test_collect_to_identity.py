@@ -1,4 +1,4 @@
-"""From an SDK-shaped HTTP request to the warehouse: the collector lands it, the next build reads it.
+"""From an SDK-shaped HTTP request to the warehouse: collected, landed, read by the next build.
 
 The collector never writes the warehouse file (dbt holds it during builds); its landing folder
 joins raw.events through macros/collector/raw_events_relation.sql.
