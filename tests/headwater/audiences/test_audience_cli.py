@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import SEGMENTS, World, copy_project
+from audience_testkit import SEGMENTS, World, copy_project
 
 from headwater.cli import cli
 

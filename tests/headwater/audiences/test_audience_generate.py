@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import PROFILES, SEGMENTS, World, copy_project
+from audience_testkit import PROFILES, SEGMENTS, World, copy_project
 
 from headwater.audiences import (
     HEADER,

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SEGMENTS, World, copy_project
+from audience_testkit import SEGMENTS, World, copy_project
 
 from headwater.config import Settings
 from headwater.dbt import run_dbt
