@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from audience_testkit import SEGMENTS, World, copy_project
+from click.testing import CliRunner, Result
 
 from headwater.cli import cli
 
