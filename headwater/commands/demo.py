@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import click
@@ -25,12 +25,13 @@ from headwater.config import Settings
 from headwater.dbt import run_dbt
 from headwater.demo import WorldStats, generate_world
 from headwater.demo.standins import DemoStandins, describe_holdings
+from headwater.snapshots import publish
 from headwater.warehouse import connect
 
 Section = Callable[[duckdb.DuckDBPyConnection, WorldStats], RenderableType | None]
 
 
-def _table(title: str, rows: list[tuple[str, object]], key: str = "what") -> Table:
+def _table(title: str, rows: Sequence[tuple[str, object]], key: str = "what") -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column(key)
     table.add_column("rows", justify="right")
@@ -76,9 +77,10 @@ SECTIONS: list[Section] = [world_section, raw_section, dirt_section, staging_sec
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(con.execute(
+    row = con.execute(
         "select count(*) from information_schema.tables where table_name = ?", [name]
-    ).fetchone()[0])
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _fresh_warehouse(settings: Settings) -> None:
@@ -135,6 +137,10 @@ def demo(customers: int, seed: int, as_of: str | None, skip_build: bool, no_sync
             renderable = section(con, stats)
             if renderable is not None:
                 console.print(renderable)
+        if not skip_build:
+            # As `headwater build` does: syncs and sensors read published snapshots, never the
+            # warehouse file. This process holds the file, so publish on its connection.
+            publish(settings, con=con)
     finally:
         con.close()
     if not skip_build and not no_sync:
