@@ -15,27 +15,23 @@
   Other types have no limit: people do have several emails, phones, devices and CRM records.
 
   The canonical member of a cluster is its earliest-seen identifier (ties: type priority, then
-  value); profile_id hashes its type and value, so the id stays the same across rebuilds and
-  when a later identifier joins the profile.
+  value), which is its smallest identifier_id (int_identity_identifiers numbers identifiers in
+  that order), so it is an integer min, not a window over strings; profile_id hashes its type
+  and value, so the id stays the same across rebuilds and when a later identifier joins.
+  first_seen_at / last_seen_at ride along so that identity_map needs no second join.
 -#}
-with identifiers as (
+with components as (
 
-    select * from {{ ref('int_identity_identifiers') }}
-    where rejection_reason is null
-
-),
-
-components as (
-
+    -- every usable identifier with its component, carrying what later steps need (ints first)
     select
         c.identifier_id,
         c.component_id,
         i.identifier_type,
         i.identifier_value,
-        i.type_priority,
-        i.first_seen_at
+        i.first_seen_at,
+        i.last_seen_at
     from {{ ref('int_identity_components') }} as c
-    inner join identifiers as i on c.identifier_id = i.identifier_id
+    inner join {{ ref('int_identity_identifiers') }} as i on c.identifier_id = i.identifier_id
 
 ),
 
@@ -84,22 +80,19 @@ clustered as (
 
 canonical as (
 
+    -- identifier_id follows (first_seen_at, type priority, value): the smallest id of a
+    -- cluster is its canonical member (an unsplit cluster's is its component_id)
     select
-        cluster_id,
-        identifier_type as canonical_type,
-        identifier_value as canonical_value
+        k.cluster_id,
+        m.identifier_type as canonical_type,
+        m.identifier_value as canonical_value,
+        {{ identity_profile_id('m.identifier_type', 'm.identifier_value') }} as profile_id
     from (
-        select
-            cluster_id,
-            identifier_type,
-            identifier_value,
-            row_number() over (
-                partition by cluster_id
-                order by first_seen_at, type_priority, identifier_value
-            ) as member_rank
+        select cluster_id, min(identifier_id) as canonical_id
         from clustered
-    ) as ranked
-    where member_rank = 1
+        group by cluster_id
+    ) as k
+    inner join components as m on k.canonical_id = m.identifier_id
 
 )
 
@@ -111,8 +104,10 @@ select
     c.component_user_ids,
     c.cluster_id,
     c.user_id_distance,
-    {{ identity_profile_id('k.canonical_type', 'k.canonical_value') }} as profile_id,
+    k.profile_id,
     k.canonical_type,
-    k.canonical_value
+    k.canonical_value,
+    c.first_seen_at,
+    c.last_seen_at
 from clustered as c
 inner join canonical as k on c.cluster_id = k.cluster_id

@@ -223,7 +223,13 @@ judged as (
 )
 
 select
-    row_number() over (order by identifier_type, identifier_value) as identifier_id,
+    -- numbered in canonical order (earliest seen, then type priority, then value): the
+    -- smallest id of a cluster is its canonical member, and the user_id split's ties go to
+    -- the earliest-seen user_id
+    row_number() over (
+        order by first_seen_at, {{ identity_priority_sql('identifier_type') | indent(8) }},
+            identifier_value, identifier_type
+    ) as identifier_id,
     identifier_type,
     identifier_value,
     {{ identity_priority_sql('identifier_type') }} as type_priority,

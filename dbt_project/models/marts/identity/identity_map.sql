@@ -9,27 +9,29 @@
 -#}
 with clusters as (
 
-    select * from {{ ref('int_identity_clusters') }}
+    select identifier_type, identifier_value, profile_id, first_seen_at, last_seen_at
+    from {{ ref('int_identity_clusters') }}
 
 ),
 
-identifiers as (
+shared_anonymous_ids as (
 
-    select * from {{ ref('int_identity_identifiers') }}
+    select identifier_type, identifier_value, most_recent_user_id, first_seen_at, last_seen_at
+    from {{ ref('int_identity_identifiers') }}
+    where rejection_reason = 'over_shared' and identifier_type = 'anonymous_id'
 
 ),
 
 graph_members as (
 
     select
-        c.identifier_type,
-        c.identifier_value,
-        c.profile_id,
+        identifier_type,
+        identifier_value,
+        profile_id,
         'graph' as resolution,
-        i.first_seen_at,
-        i.last_seen_at
-    from clusters as c
-    inner join identifiers as i on c.identifier_id = i.identifier_id
+        first_seen_at,
+        last_seen_at
+    from clusters
 
 ),
 
@@ -42,12 +44,10 @@ shared_devices as (
         'most_recent_user' as resolution,
         i.first_seen_at,
         i.last_seen_at
-    from identifiers as i
+    from shared_anonymous_ids as i
     inner join clusters as u
         on u.identifier_type = 'user_id'
         and i.most_recent_user_id = u.identifier_value
-    where i.rejection_reason = 'over_shared'
-        and i.identifier_type = 'anonymous_id'
 
 )
 

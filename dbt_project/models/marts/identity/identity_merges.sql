@@ -7,7 +7,7 @@
 -#}
 with clusters as (
 
-    select identifier_id, identifier_type, identifier_value, profile_id
+    select identifier_id, cluster_id, identifier_type, identifier_value, profile_id
     from {{ ref('int_identity_clusters') }}
 
 )
@@ -25,4 +25,5 @@ select
 from {{ ref('int_identity_edges') }} as e
 inner join clusters as a on e.identifier_id_a = a.identifier_id
 inner join clusters as b on e.identifier_id_b = b.identifier_id
-where a.profile_id = b.profile_id
+-- one profile per cluster: compare the integer cluster ids, not the hashes
+where a.cluster_id = b.cluster_id

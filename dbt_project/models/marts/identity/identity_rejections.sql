@@ -10,13 +10,20 @@
 -#}
 with identifiers as (
 
-    select * from {{ ref('int_identity_identifiers') }}
+    select
+        identifier_type, identifier_value, rejection_reason, rejection_detail,
+        most_recent_user_id
+    from {{ ref('int_identity_identifiers') }}
+    where rejection_reason is not null
 
 ),
 
 clusters as (
 
-    select * from {{ ref('int_identity_clusters') }}
+    select
+        identifier_id, cluster_id, identifier_type, identifier_value, profile_id,
+        component_user_ids
+    from {{ ref('int_identity_clusters') }}
 
 ),
 
@@ -39,19 +46,26 @@ excluded as (
 
 ),
 
+cut as (
+
+    -- edges whose ends landed in different clusters (one profile per cluster: integer compare)
+    select
+        e.identifier_id_a,
+        e.identifier_id_b,
+        a.cluster_id as cluster_a,
+        b.cluster_id as cluster_b
+    from {{ ref('int_identity_edges') }} as e
+    inner join clusters as a on e.identifier_id_a = a.identifier_id
+    inner join clusters as b on e.identifier_id_b = b.identifier_id
+    where a.cluster_id <> b.cluster_id
+
+),
+
 cut_edges as (
 
-    select a.identifier_id as identifier_id, b.profile_id as other_profile_id
-    from {{ ref('int_identity_edges') }} as e
-    inner join clusters as a on e.identifier_id_a = a.identifier_id
-    inner join clusters as b on e.identifier_id_b = b.identifier_id
-    where a.profile_id <> b.profile_id
+    select identifier_id_a as identifier_id, cluster_b as other_cluster_id from cut
     union all
-    select b.identifier_id, a.profile_id
-    from {{ ref('int_identity_edges') }} as e
-    inner join clusters as a on e.identifier_id_a = a.identifier_id
-    inner join clusters as b on e.identifier_id_b = b.identifier_id
-    where a.profile_id <> b.profile_id
+    select identifier_id_b, cluster_a from cut
 
 ),
 
@@ -61,7 +75,7 @@ limited as (
         c.identifier_type,
         c.identifier_value,
         'limit_exceeded' as reason,
-        'linked to ' || cast(count(distinct x.other_profile_id) as varchar)
+        'linked to ' || cast(count(distinct x.other_cluster_id) as varchar)
             || ' other profile(s) with another user_id (component holds '
             || cast(max(c.component_user_ids) as varchar)
             || ' user_ids, limit 1); kept with its nearest user_id' as detail,
