@@ -109,24 +109,38 @@ def _initial(n: int, url: str, out: Any) -> None:
         con.execute(AUDIENCE_SQL.replace("{n}", str(n)))
         members = con.execute(
             "select count(*) from audience_bench where email_consent").fetchall()[0][0]
-        rows, ceiling_s = _receiver_ceiling(con, url, SPEC["batch_size"])
         spec = parse_syncs({"syncs": [SPEC]})[0]
         env = {"BENCH_SECRET": "s", "HEADWATER_WEBHOOK_BASE_URL": url}
         rss_before = _peak_rss_mb()
         started, cpu = time.perf_counter(), time.process_time()
         result = run_sync(con, spec, lock_dir=Path(tmp), environ=env)
         sync_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu
-        assert result.ok and result.delivered == members == rows, result
+        assert result.ok and result.delivered == members, result
         out.put({
             "case": "initial sync", "members": members, "seconds": round(sync_s, 2),
             "rows_per_s": members / sync_s,
-            "receiver_ceiling_rows_per_s": rows / ceiling_s,
-            "vs_ceiling": (members / sync_s) / (rows / ceiling_s),
             # CPU seconds of the engine process (DuckDB threads included).
             "cpu_s": round(cpu_s, 2), "rows_per_cpu_s": members / cpu_s,
             "requests": result.requests,
             "peak_rss_mb": _peak_rss_mb(), "rss_before_sync_mb": rss_before,
         })
+
+
+def _ceiling(n: int, url: str, out: Any) -> None:
+    """The receiver's ceiling, in a child of its own so its bodies never count in peak RSS."""
+    with tempfile.TemporaryDirectory(prefix="bench_sync_") as tmp:
+        con = _connect(Path(tmp) / "wh.duckdb")
+        con.execute(AUDIENCE_SQL.replace("{n}", str(n)))
+        rows, seconds = _receiver_ceiling(con, url, int(SPEC["batch_size"]))
+        out.put({"rows": rows, "seconds": seconds})
+
+
+def _initial_vs_ceiling(n: int, url: str) -> dict[str, Any]:
+    ceiling = _in_child(_ceiling, n, url)
+    row = _in_child(_initial, n, url)
+    ceiling_rate = ceiling["rows"] / ceiling["seconds"]
+    return {**row, "receiver_ceiling_rows_per_s": ceiling_rate,
+            "vs_ceiling": row["rows_per_s"] / ceiling_rate}
 
 
 def _incremental(n: int, url: str, out: Any) -> None:
@@ -202,7 +216,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         # Memory at 10M is measured on the incremental case (same code path, 10x the state).
         initial_sizes = [20_000, 100_000] if quick else [1_000_000]
         incremental_sizes = [100_000, 400_000] if quick else [1_000_000, 10_000_000]
-        rows = [_in_child(_initial, n, url) for n in initial_sizes]
+        rows = [_initial_vs_ceiling(n, url) for n in initial_sizes]
         incremental = [_in_child(_incremental, n, url) for n in incremental_sizes]
         rows += incremental
         rows.append({
