@@ -7,7 +7,7 @@ identifier normalization and hashing, and how to read per-record errors.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
@@ -133,6 +133,26 @@ def result_for_all(
 ) -> list[RecordResult]:
     """The same answer for every record of a batch (vendors that answer per request)."""
     return [RecordResult(r.idempotency_key, outcome, status_code, error) for r in records]
+
+
+def send_each(
+    records: Sequence[Record], send_one: Callable[[Record], RecordResult]
+) -> list[RecordResult]:
+    """One request per record (vendors without a batch endpoint for this action).
+
+    A transient failure on the first record raises, so the whole batch stays pending; after
+    that, what already went out is kept and the rest is marked RETRY: safe to send again with
+    the same idempotency keys.
+    """
+    results: list[RecordResult] = []
+    for i, record in enumerate(records):
+        try:
+            results.append(send_one(record))
+        except TransientDestinationError as exc:  # DestinationAuthError included
+            if not results:
+                raise
+            return results + result_for_all(records[i:], Outcome.RETRY, None, str(exc))
+    return results
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from activations.destinations.base import (
     Outcome,
     Record,
     RecordResult,
-    TransientDestinationError,
+    send_each,
 )
 from activations.http import HttpClient
 from activations.identifiers import normalize_email, normalize_phone_e164
@@ -194,16 +194,7 @@ class IterableDestination:
 
     # -- SEND ------------------------------------------------------------------------------
     def _events(self, records: Sequence[Record]) -> list[RecordResult]:
-        results: list[RecordResult] = []
-        for i, r in enumerate(records):
-            try:
-                results.append(self._event(r))
-            except TransientDestinationError as exc:
-                if not results:
-                    raise
-                return results + [RecordResult(x.idempotency_key, Outcome.RETRY, None, str(exc))
-                                  for x in records[i:]]
-        return results
+        return send_each(records, self._event)
 
     def _event(self, record: Record) -> RecordResult:
         user = self._user(record, with_fields=False)

@@ -37,6 +37,7 @@ from activations.destinations.base import (
     Record,
     RecordResult,
     TransientDestinationError,
+    send_each,
 )
 from activations.http import HttpClient
 from activations.identifiers import normalize_email, normalize_phone_e164
@@ -304,16 +305,7 @@ class KlaviyoDestination:
 
     # -- SEND ------------------------------------------------------------------------------
     def _events(self, records: Sequence[Record]) -> list[RecordResult]:
-        results: list[RecordResult] = []
-        for i, r in enumerate(records):
-            try:
-                results.append(self._event(r))
-            except TransientDestinationError as exc:
-                if not results:
-                    raise
-                return results + [RecordResult(x.idempotency_key, Outcome.RETRY, None, str(exc))
-                                  for x in records[i:]]
-        return results
+        return send_each(records, self._event)
 
     def _event(self, record: Record) -> RecordResult:
         fields = dict(record.fields)

@@ -22,7 +22,7 @@ from activations.destinations.base import (
     Outcome,
     Record,
     RecordResult,
-    TransientDestinationError,
+    send_each,
 )
 from activations.http import HttpClient
 from activations.identifiers import normalize_phone_e164
@@ -88,20 +88,8 @@ class TwilioDestination:
         self.http = http
 
     def send_batch(self, records: Sequence[Record]) -> list[RecordResult]:
-        results: list[RecordResult] = []
-        for i, record in enumerate(records):
-            try:
-                result = self._send_one(record)
-            except TransientDestinationError as exc:  # DestinationAuthError included
-                if not results:
-                    raise  # nothing happened yet: the whole batch stays pending
-                # Keep what already went out; the rest is safe to send again with its key.
-                return results + [
-                    RecordResult(r.idempotency_key, Outcome.RETRY, None, str(exc))
-                    for r in records[i:]
-                ]
-            results.append(result)
-        return results
+        # Twilio has no bulk send: one message, one request.
+        return send_each(records, self._send_one)
 
     def _form(self, record: Record) -> dict[str, Any] | str:
         """The CreateMessage form, or the reason the record cannot be sent."""
