@@ -24,7 +24,6 @@ from headwater.commands.sync import _warehouse, syncs_file
 from headwater.config import Settings
 from headwater.dbt import run_dbt
 from headwater.demo import WorldStats, generate_world
-from headwater.demo.standins import DemoStandins, describe_holdings
 from headwater.snapshots import publish
 from headwater.warehouse import connect
 
@@ -153,6 +152,9 @@ def sync_to_standins(settings: Settings) -> Table:
 
     The stand-ins' final states stay in `<warehouse dir>/standins/<kind>.json`.
     """
+    # Imported here: every `headwater` command imports this module, only the demo needs them.
+    from headwater.demo.standins import DemoStandins, describe_holdings
+
     try:
         specs = load_syncs(syncs_file(settings))
     except SyncConfigError as exc:
