@@ -173,19 +173,59 @@ clean_observations as (
 
 ),
 
-usage as (
+co_identifiers as (
+
+    -- distinct (identifier, co-identifier) pairs, one row per co-type: one distinct and one
+    -- count per type is far cheaper than several count(distinct) over the same groups
+    {%- for n in counted %}
+    select identifier_type, identifier_value, '{{ n }}' as co_type, co_{{ n }} as co_value
+    from clean_observations
+    where co_{{ n }} is not null
+    {% if not loop.last %}union{% endif %}
+    {%- endfor %}
+
+),
+
+co_counts as (
 
     select
         identifier_type,
-        identifier_value,
-        {%- for t, c in count_columns.items() %}
-        {% if t in counted -%}
-        count(distinct co_{{ t }}) {%- else -%} cast(null as bigint) {%- endif %} as {{ c }},
+        identifier_value
+        {%- for t, c in count_columns.items() if t in counted %},
+        count(case when co_type = '{{ t }}' then 1 end) as {{ c }}
         {%- endfor %}
+    from co_identifiers
+    group by identifier_type, identifier_value
+
+),
+
+seen as (
+
+    -- every judged identifier (counts are 0, not null, when nothing was seen with it)
+    select
+        identifier_type,
+        identifier_value,
         max_by(co_user_id, case when co_user_id is not null then last_seen_at end)
             as most_recent_user_id
     from clean_observations
     group by identifier_type, identifier_value
+
+),
+
+usage as (
+
+    select
+        s.identifier_type,
+        s.identifier_value,
+        {%- for t, c in count_columns.items() %}
+        {% if t in counted -%}
+        coalesce(k.{{ c }}, 0) {%- else -%} cast(null as bigint) {%- endif %} as {{ c }},
+        {%- endfor %}
+        s.most_recent_user_id
+    from seen as s
+    left join co_counts as k
+        on s.identifier_type = k.identifier_type
+        and s.identifier_value = k.identifier_value
 
 ),
 
