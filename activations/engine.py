@@ -2,13 +2,15 @@
 
     con = duckdb.connect("warehouse/headwater.duckdb")
     sync = find_sync(load_syncs(Path("dbt_project/syncs.yml")), "cart_abandonment_email")
-    result = run_sync(con, sync, lock_dir=Path("warehouse"))
+    result = run_sync(con, sync, lock_dir=Path("warehouse"),
+                      activity_dir=Path("warehouse/activity"))
 
 A run is made of passes, each recorded in headwater_state.sync_runs:
 1. recovery: passes a crash left unfinished are folded (their answers applied);
 2. resume: intents still pending (crash, replayed dead letters, destination down last time)
    are sent again with their original idempotency keys;
-3. sync: the diff is written to the outbox in one transaction, then drained and folded.
+3. sync: the diff is written to the outbox in one transaction, then drained and folded;
+4. export: the delivery records of finished passes go to the activity feed (when given one).
 The caller owns the DuckDB connection, so `headwater_state` may live in the warehouse file or
 in an attached database without any change here.
 """
@@ -27,6 +29,7 @@ import duckdb
 
 from activations import diff as diff_sql
 from activations import state
+from activations.activity_export import export_deliveries
 from activations.config import Mode, SyncConfigError, SyncSpec, resolve_destination
 from activations.destinations import destination_class
 from activations.destinations.base import Action, Channel, Destination, DestinationConfigError
@@ -163,11 +166,15 @@ def run_sync(
     environ: Mapping[str, str] | None = None,
     destination: Destination | None = None,
     ack_flush_rows: int = 20_000,
+    activity_dir: Path | None = None,
 ) -> SyncResult:
     """Run one sync to completion (or until the destination stops answering).
 
     `destination` overrides the client built from syncs.yml (for embedding; tests use real
     clients against local servers). `progress(phase, done, total)` is called after each batch.
+    `activity_dir`: the activity feed folder (headwater.activity.activity_dir) to which the
+    delivery records of every finished pass not yet exported are appended; None exports
+    nothing (they are exported by the next run that is given a folder).
     """
     started = time.monotonic()
     prepared = prepare(con, spec)
@@ -190,26 +197,41 @@ def run_sync(
         if destination is None:
             destination, http = build_destination(prepared, environ)
         try:
-            resume_id: str | None = None
-            if pending_count(con, spec.name):
-                resume_id = _new_run_id()
-                counts = _pass(con, prepared, destination, resume_id, "resume", full_resync,
-                               progress, ack_flush_rows, result)
-                result.resumed = counts.sent
-                if counts.stopped:
-                    return _finish(result, started)
-            run_id = _new_run_id()
-            state.start_pass(con, run_id, spec.name, "sync", spec.mode.value, full_resync)
-            result.run_ids.append(run_id)
-            planned = diff_sql.write_plan(con, prepared.plan, run_id, full_resync, resume_id)
-            result.planned = planned.by_action
-            result.revived = planned.revived
-            result.superseded = planned.superseded
-            _drain_and_fold(con, prepared, destination, run_id, progress, ack_flush_rows, result)
+            _passes(con, prepared, destination, full_resync, progress, ack_flush_rows, result)
         finally:
             if http is not None:
                 http.close()
+        if activity_dir is not None:
+            # Still under the lock: this process holds the state, so it is the one that can
+            # copy what was delivered to the feed dbt reads (activations/activity_export.py).
+            export_deliveries(con, spec.name, prepared.plan.channel.value,
+                              spec.destination.kind, activity_dir)
     return _finish(result, started)
+
+
+def _passes(
+    con: duckdb.DuckDBPyConnection, prepared: PreparedSync, destination: Destination,
+    full_resync: bool, progress: Callable[[str, int, int], None] | None, ack_flush_rows: int,
+    result: SyncResult,
+) -> None:
+    """Resume what is pending, then plan and deliver the diff (unless the resume stopped)."""
+    spec = prepared.spec
+    resume_id: str | None = None
+    if pending_count(con, spec.name):
+        resume_id = _new_run_id()
+        counts = _pass(con, prepared, destination, resume_id, "resume", full_resync,
+                       progress, ack_flush_rows, result)
+        result.resumed = counts.sent
+        if counts.stopped:
+            return
+    run_id = _new_run_id()
+    state.start_pass(con, run_id, spec.name, "sync", spec.mode.value, full_resync)
+    result.run_ids.append(run_id)
+    planned = diff_sql.write_plan(con, prepared.plan, run_id, full_resync, resume_id)
+    result.planned = planned.by_action
+    result.revived = planned.revived
+    result.superseded = planned.superseded
+    _drain_and_fold(con, prepared, destination, run_id, progress, ack_flush_rows, result)
 
 
 def _pass(

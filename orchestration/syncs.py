@@ -24,6 +24,7 @@ from dagster_dbt import get_asset_key_for_model
 
 from activations.config import SyncSpec, load_syncs
 from activations.engine import SyncResult, run_sync
+from headwater.activity import activity_dir
 from orchestration.resources import HeadwaterResource, Locations, reader_connection
 
 SYNC_GROUP = "syncs"
@@ -49,7 +50,8 @@ def execute_sync(locations: Locations, spec: SyncSpec) -> tuple[SyncResult, int]
     Returns the engine's result and the publish seq it read.
     """
     with reader_connection(locations, state_wait_seconds=STATE_WAIT_SECONDS) as (con, manifest):
-        result = run_sync(con, spec, lock_dir=locations.settings.duckdb_path.parent)
+        result = run_sync(con, spec, lock_dir=locations.settings.duckdb_path.parent,
+                          activity_dir=activity_dir(locations.settings))
         return result, manifest.seq
 
 

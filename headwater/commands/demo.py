@@ -20,6 +20,7 @@ from rich.table import Table
 
 from activations.config import SyncConfigError, load_syncs
 from activations.engine import SyncResult, run_sync
+from headwater.activity import activity_dir
 from headwater.commands.sync import _warehouse, syncs_file
 from headwater.config import Settings
 from headwater.dbt import run_dbt
@@ -172,7 +173,7 @@ def sync_to_standins(settings: Settings) -> Table:
             for spec in specs:
                 try:
                     results.append(run_sync(con, spec, lock_dir=settings.duckdb_path.parent,
-                                            environ=env))
+                                            environ=env, activity_dir=activity_dir(settings)))
                 except SyncConfigError as exc:
                     raise click.ClickException(f"sync {spec.name}: {exc}") from exc
         states = standins.states()

@@ -25,6 +25,7 @@ from activations.engine import SyncResult, run_sync
 from activations.lock import SyncAlreadyRunningError
 from activations.state import list_dead_letters
 from activations.state import replay_dead_letters as replay_dead
+from headwater.activity import activity_dir
 from headwater.config import Settings
 from headwater.snapshots import SnapshotError, reader_connection
 from headwater.warehouse import WarehouseBusyError
@@ -170,7 +171,8 @@ def _run_one(
 
         try:
             result = run_sync(con, spec, lock_dir=settings.duckdb_path.parent,
-                              full_resync=full_resync, dry_run=dry_run, progress=report)
+                              full_resync=full_resync, dry_run=dry_run, progress=report,
+                              activity_dir=activity_dir(settings))
         except (SyncConfigError, SyncAlreadyRunningError) as exc:
             console.print(f"[red]{spec.name}:[/red] {exc}")
             return False
