@@ -207,13 +207,22 @@ def resolve_destination(
     sync: SyncSpec, default_base_url: str | None, environ: Mapping[str, str] | None = None
 ) -> DestinationConfig:
     """Base URL (HEADWATER_<KIND>_BASE_URL wins) and credentials read from the environment."""
+    return resolve_destination_spec(f"sync {sync.name}", sync.destination, default_base_url,
+                                    environ)
+
+
+def resolve_destination_spec(
+    owner: str, spec: DestinationSpec, default_base_url: str | None,
+    environ: Mapping[str, str] | None = None,
+) -> DestinationConfig:
+    """`resolve_destination` for any declaration (`owner` names it in errors: a sync, a
+    journey step)."""
     env = os.environ if environ is None else environ
-    spec = sync.destination
     override = env.get(f"HEADWATER_{spec.kind.upper()}_BASE_URL")
     base_url = override or spec.base_url or default_base_url
     if not base_url:
         raise SyncConfigError(
-            f"sync {sync.name}, field destination.base_url: required for kind {spec.kind!r} "
+            f"{owner}, field destination.base_url: required for kind {spec.kind!r} "
             f"(or set HEADWATER_{spec.kind.upper()}_BASE_URL)"
         )
     credentials: dict[str, str] = {}
@@ -226,8 +235,8 @@ def resolve_destination(
             credentials[name] = value
     if missing:
         raise SyncConfigError(
-            f"sync {sync.name}: environment variable(s) not set: {', '.join(missing)}. "
-            "Export them before running the sync."
+            f"{owner}: environment variable(s) not set: {', '.join(missing)}. "
+            "Export them before running it."
         )
     return DestinationConfig(
         kind=spec.kind, base_url=base_url.rstrip("/"), credentials=credentials,

@@ -53,6 +53,9 @@ KEEP_SNAPSHOTS = 3
 # log and the reader must fall back to a full comparison (sensors then simply request a run).
 KEEP_CHANGES = 200
 PROFILES_MODEL = "customer_profiles"
+# identifier -> profile, for the fast path's lookups of fresh events (journeys/profiles.py). Many
+# rows per profile_id, so it has no per-profile change log.
+IDENTITY_MODEL = "identity_map"
 ROW_HASH = "_hw_row_hash"
 CHANGE = "_hw_change"
 SEQ = "_hw_seq"
@@ -272,11 +275,12 @@ def change_relation(files: Sequence[ChangeFile], folder: Path) -> str:
 
 
 def default_models(con: duckdb.DuckDBPyConnection, extra: Sequence[str] = ()) -> list[str]:
-    """customer_profiles, every `audience_*` table, and `extra` (audiences named by syncs)."""
+    """customer_profiles, identity_map, every `audience_*` table, and `extra` (audiences named
+    by syncs)."""
     rows = con.execute(
         "select table_name from information_schema.tables where table_schema = 'main' "
-        "and (table_name = ? or table_name like 'audience\\_%' escape '\\')",
-        [PROFILES_MODEL],
+        "and (table_name in (?, ?) or table_name like 'audience\\_%' escape '\\')",
+        [PROFILES_MODEL, IDENTITY_MODEL],
     ).fetchall()
     names = {str(r[0]) for r in rows} | set(extra)
     return sorted(names)
@@ -363,7 +367,7 @@ def _publish_model(
     os.replace(tmp, target)
     changes = list(old.changes) if old else []
     log_from_seq = old.log_from_seq if old else seq
-    if "profile_id" not in columns:
+    if "profile_id" not in columns or name == IDENTITY_MODEL:
         log_from_seq = seq  # no key, no change log: only "changed since the latest" is known
     elif old is not None:
         change = _write_changes(con, folder, name, seq, folder / old.path, target)

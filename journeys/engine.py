@@ -1,0 +1,813 @@
+"""The fast path's micro-batch step: new events in, journey decisions and deliveries out.
+
+One `FastPath.step()`:
+1. ingest: read the events landed since the durable received_at watermark; in event-time order,
+   exit events end instances (match on the trigger key or the subject), trigger events start
+   instances or restart the timer of the steps not yet taken (folding cart items);
+2. plan: for every instance whose next step is due on the journey clock, decide (holdout,
+   profile order, condition, consent, identifiers, frequency cap) and write the intent to the
+   outbox, in the same transaction as the watermark and the instance's new position;
+3. ingest again: events that landed while planning are applied, and pending sends of instances
+   that exited meanwhile are cancelled: an `Order Completed` that landed before a step goes out
+   cancels that step (exits win races);
+4. dispatch: pending intents go out through activations/ with their stable idempotency keys;
+   answers are recorded (delivered; rejected: retried with backoff, dead after max_attempts).
+A crash anywhere re-reads uncommitted events and re-sends committed intents with the same key,
+so the destination deduplicates and nothing is sent twice.
+
+Instance rules (decided here, documented in journeys.yml):
+- A restart (a trigger with the same key) moves the steps not yet taken; a step already taken
+  is never taken again for that instance.
+- Steps due late (the worker was down) keep their spacing: the next step falls due no sooner
+  than its gap after the previous one, so a customer never gets the email and the SMS at once.
+- The holdout is a stable hash of (journey, subject): the same person is always in or out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from activations.destinations.base import (
+    Action,
+    Channel,
+    Outcome,
+    Record,
+    RecordResult,
+    TransientDestinationError,
+)
+from activations.templates import TemplateRenderError
+from headwater import activity
+from journeys.caps import CapLedger
+from journeys.clock import Clock, utc_now
+from journeys.config import Journey, JourneyConfigError, JourneysFile, Step, StepKind
+from journeys.dispatch import StepClient
+from journeys.profiles import ProfileIndex, ProfileLookup, event_identifiers
+from journeys.sources import EventSource
+from journeys.state import CATALOG, DELIVERY_COLUMNS, JOURNAL_COLUMNS
+
+CART_EVENTS = {"Product Added": 1, "Product Removed": -1}
+# Consent of subjects the warehouse does not know yet: dbt's `consent_without_record` default
+# (email under opt-out rules; SMS and ads need an explicit opt-in).
+CONSENT_WITHOUT_PROFILE = {"email": True, "sms": False, "ads": False, "none": True}
+RETRY_BACKOFF_SECONDS = (1, 5, 30, 120, 600)
+
+
+@dataclass
+class Instance:
+    instance_id: str
+    journey: str
+    entry_key: str
+    identifier_type: str | None
+    identifier_value: str | None
+    profile_id: str | None
+    user_id: str | None
+    anonymous_id: str | None
+    email: str | None
+    phone: str | None
+    first_name: str | None
+    holdout: bool
+    status: str
+    entered_at: datetime
+    triggered_at: datetime
+    trigger_message_id: str | None
+    trigger_received_at: datetime | None
+    next_step: int
+    next_due_at: datetime | None
+    memberships: str | None
+    ended_at: datetime | None
+    end_reason: str | None
+    updated_at: datetime
+
+
+INSTANCE_COLUMNS = tuple(f.name for f in fields(Instance))
+
+
+@dataclass
+class Event:
+    message_id: str
+    name: str | None
+    at: datetime
+    received_at: datetime
+    identifiers: dict[str, str | None]
+    first_name: str | None
+    properties: dict[str, Any]
+
+
+@dataclass
+class StepResult:
+    """What one step did (the Dagster sensor reports these as metadata)."""
+
+    events: int = 0
+    entered: int = 0
+    restarted: int = 0
+    exited: int = 0
+    planned: int = 0
+    skipped: int = 0
+    held_out: int = 0
+    capped: int = 0
+    cancelled: int = 0
+    sent: int = 0
+    failed: int = 0
+    retrying: int = 0
+    seconds: float = 0.0
+    watermark: str | None = None
+
+    def add(self, other: StepResult) -> None:
+        for f in fields(self):
+            if isinstance(getattr(self, f.name), int):
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        self.seconds += other.seconds
+        self.watermark = other.watermark or self.watermark
+
+    @property
+    def active(self) -> bool:
+        return bool(self.events or self.planned or self.sent or self.failed or self.cancelled
+                    or self.exited or self.skipped or self.held_out or self.capped)
+
+
+class FastPath:
+    """The journeys runtime over one owned state connection. Not thread-safe; one per process,
+    and only while holding the fast-path lock (journeys/runtime.py)."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        config: JourneysFile,
+        source: EventSource,
+        profiles: ProfileLookup,
+        clock: Clock,
+        *,
+        ledger: CapLedger | None = None,
+        activity_dir: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+        default_region: str = "US",
+    ) -> None:
+        self.con = con
+        self.config = config
+        self.journeys = {j.name: j for j in config.journeys}
+        self.source = source
+        self.profiles = profiles
+        self.clock = clock
+        self.ledger = ledger
+        self.activity_dir = activity_dir
+        self.environ = environ
+        self.default_region = default_region
+        self.clients = {
+            (j.name, s.name): StepClient(j, s) for j in config.journeys for s in j.steps
+        }
+        self._triggers: dict[str, list[Journey]] = {}
+        self._exits: dict[str, list[Journey]] = {}
+        for journey in config.journeys:
+            for name in journey.trigger.events:
+                self._triggers.setdefault(name, []).append(journey)
+            for name in journey.exit.events:
+                self._exits.setdefault(name, []).append(journey)
+        self._run_id = f"fastpath-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        self._journal: list[dict[str, Any]] = []
+        self._deliveries: list[dict[str, Any]] = []
+        self._dirty: dict[str, Instance] = {}
+        self._dirty_lines: set[str] = set()
+        self._seq = 0
+        self._load()
+
+    # ---- loading and saving -------------------------------------------------------------
+    def _load(self) -> None:
+        rows = self.con.execute(
+            f"select {', '.join(INSTANCE_COLUMNS)} from {CATALOG}.instances "
+            "where status = 'active'"
+        ).fetchall()
+        self.active: dict[tuple[str, str], Instance] = {}
+        for row in rows:
+            inst = Instance(*row)
+            self.active[(inst.journey, inst.entry_key)] = inst
+        self.counts: dict[tuple[str, str], int] = {
+            (j, k): int(n)
+            for j, k, n in self.con.execute(
+                f"select journey, entry_key, count(*) from {CATALOG}.instances group by all"
+            ).fetchall()
+        }
+        self.lines: dict[str, dict[str, list[Any]]] = {}
+        for iid, sku, name, price, qty in self.con.execute(
+            f"select l.instance_id, sku, name, price, quantity from {CATALOG}.cart_lines l "
+            f"join {CATALOG}.instances i using (instance_id) where i.status = 'active'"
+        ).fetchall():
+            self.lines.setdefault(iid, {})[sku] = [name, price, qty]
+        self.by_subject: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        for key, inst in self.active.items():
+            self._index(key, inst)
+        (self._seq,) = self.con.execute(
+            f"select count(*) from {CATALOG}.journal"
+        ).fetchone() or (0,)
+
+    def _index(self, key: tuple[str, str], inst: Instance) -> None:
+        for kind in ("profile_id", "user_id", "anonymous_id", "email"):
+            value = getattr(inst, kind)
+            if value:
+                self.by_subject.setdefault((kind, value), set()).add(key)
+
+    def watermark(self) -> datetime | None:
+        row = self.con.execute(
+            f"select received_at from {CATALOG}.watermarks where source = ?", [self.source.name]
+        ).fetchone()
+        return row[0] if row else None
+
+    def _save(self, watermark: datetime | None) -> None:
+        """Commit instance changes, journal, deliveries and the watermark in one transaction."""
+        con = self.con
+        con.execute("begin")
+        try:
+            if self._dirty:
+                table = pa.Table.from_pylist([asdict(i) for i in self._dirty.values()],
+                                             schema=_INSTANCE_SCHEMA)
+                con.register("hw_inst", table)
+                con.execute(f"insert or replace into {CATALOG}.instances select * from hw_inst")
+                con.unregister("hw_inst")
+            if self._dirty_lines:
+                ids = list(self._dirty_lines)
+                con.execute(f"delete from {CATALOG}.cart_lines where instance_id in "
+                            "(select unnest(?))", [ids])
+                rows = [(iid, sku, *vals) for iid in ids
+                        for sku, vals in self.lines.get(iid, {}).items()]
+                if rows:
+                    con.executemany(f"insert into {CATALOG}.cart_lines values (?, ?, ?, ?, ?)",
+                                    rows)
+            if self._journal:
+                table = pa.Table.from_pylist(self._journal, schema=activity.JOURNEY_EVENT_SCHEMA)
+                con.register("hw_journal", table)
+                con.execute(f"insert or ignore into {CATALOG}.journal "
+                            f"select *, false from hw_journal")
+                con.unregister("hw_journal")
+            if self._deliveries:
+                table = pa.Table.from_pylist(self._deliveries, schema=activity.DELIVERY_SCHEMA)
+                con.register("hw_deliv", table)
+                con.execute(f"insert into {CATALOG}.deliveries select *, false from hw_deliv")
+                con.unregister("hw_deliv")
+            if watermark is not None:
+                con.execute(
+                    f"insert or replace into {CATALOG}.watermarks values (?, ?, null)",
+                    [self.source.name, watermark],
+                )
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            self._load()  # memory follows the database, never the other way round
+            raise
+        finally:
+            self._dirty.clear()
+            self._dirty_lines.clear()
+            self._journal.clear()
+            self._deliveries.clear()
+
+    # ---- the step -----------------------------------------------------------------------
+    def step(self) -> StepResult:
+        started = time.perf_counter()
+        result = StepResult()
+        index = self.profiles.refresh()
+        now = self.clock.now()
+        self._ingest(index, now, result)
+        self._plan(index, now, result)
+        self._ingest(index, now, result)  # exits win races
+        self._cancel_exited(now, result)
+        self._dispatch(now, result)
+        mark = self.watermark()
+        result.watermark = mark.isoformat() if mark else None
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def run_until_idle(self, max_steps: int = 1000) -> StepResult:
+        total = StepResult()
+        for _ in range(max_steps):
+            one = self.step()
+            total.add(one)
+            if not one.active:
+                break
+        return total
+
+    def _ingest(self, index: ProfileIndex, now: datetime, result: StepResult) -> None:
+        mark = self.watermark()
+        table = self.source.read(mark, None if self.clock.is_wall else now)
+        if table.num_rows == 0:
+            return
+        events = [e for e in (self._parse(r) for r in table.to_pylist()) if e is not None]
+        events.sort(key=lambda e: (e.at, e.received_at, e.message_id))
+        for event in events:
+            profile_id = index.resolve(event.identifiers)
+            for journey in self._exits.get(event.name or "", ()):
+                result.exited += self._exit(journey, event, profile_id, now)
+            for journey in self._triggers.get(event.name or "", ()):
+                self._trigger(journey, event, profile_id, index, now, result)
+        result.events += table.num_rows
+        self._save(table.column("received_at")[-1].as_py())
+
+    def _parse(self, row: Mapping[str, Any]) -> Event | None:
+        if row.get("type") != "track" or not row.get("event"):
+            return None
+        traits = _obj(row.get("traits"))
+        context = _obj(row.get("context"))
+        ctx_traits = context.get("traits") if isinstance(context.get("traits"), dict) else {}
+        received = row["received_at"]
+        at = row.get("timestamp") or received
+        return Event(
+            message_id=str(row.get("message_id")),
+            name=row.get("event"),
+            at=min(at, received),  # a client clock in the future cannot delay the journey
+            received_at=received,
+            identifiers=event_identifiers(row.get("user_id"), row.get("anonymous_id"), traits,
+                                          ctx_traits, self.default_region),
+            first_name=traits.get("first_name") or ctx_traits.get("first_name"),
+            properties=_obj(row.get("properties")),
+        )
+
+    def _subject(self, event: Event, profile_id: str | None) -> tuple[str, str]:
+        if profile_id:
+            return "profile_id", profile_id
+        for kind in ("user_id", "email", "anonymous_id"):
+            value = event.identifiers.get(kind)
+            if value:
+                return kind, value
+        return "message_id", event.message_id
+
+    def _exit(self, journey: Journey, event: Event, profile_id: str | None,
+              now: datetime) -> int:
+        keys: set[tuple[str, str]] = set()
+        key_value = event.properties.get(journey.trigger.key) if journey.trigger.key else None
+        if journey.exit.match == "key" and key_value is not None:
+            keys.add((journey.name, str(key_value)))
+        else:
+            lookups = [("profile_id", profile_id), *event.identifiers.items()]
+            for kind, value in lookups:
+                if value:
+                    keys |= {k for k in self.by_subject.get((kind, value), ()) if
+                             k[0] == journey.name}
+        ended = 0
+        for key in keys:
+            inst = self.active.get(key)
+            if inst is not None:
+                self._end(inst, "exited", f"{event.name}", event.at, event.message_id, now)
+                ended += 1
+        return ended
+
+    def _end(self, inst: Instance, status: str, reason: str, at: datetime,
+             message_id: str | None, now: datetime) -> None:
+        inst.status, inst.end_reason, inst.ended_at = status, reason, at
+        inst.next_due_at, inst.updated_at = None, utc_now()
+        self.active.pop((inst.journey, inst.entry_key), None)
+        self._dirty[inst.instance_id] = inst
+        self._note(inst, "exited" if status == "exited" else "completed", None, reason, at,
+                   message_id=message_id)
+        journey = self.journeys[inst.journey]
+        for step_name in _members(inst):
+            step = next(s for s in journey.steps if s.name == step_name)
+            self._intent(inst, step, Action.REMOVE, {}, at, None, now)
+        inst.memberships = None
+
+    def _trigger(self, journey: Journey, event: Event, profile_id: str | None,
+                 index: ProfileIndex, now: datetime, result: StepResult) -> None:
+        subject = self._subject(event, profile_id)
+        if journey.trigger.key:
+            value = event.properties.get(journey.trigger.key)
+            if value in (None, ""):
+                return  # not this journey's event (a Product Added without a cart)
+            entry_key = str(value)
+        else:
+            entry_key = f"{subject[0]}:{subject[1]}"
+        key = (journey.name, entry_key)
+        inst = self.active.get(key)
+        if inst is None:
+            seen = self.counts.get(key, 0)
+            if seen and not journey.reentry:
+                return
+            self.counts[key] = seen + 1
+            inst = Instance(
+                instance_id=f"{journey.name}:{entry_key}:{seen + 1}", journey=journey.name,
+                entry_key=entry_key, identifier_type=subject[0], identifier_value=subject[1],
+                profile_id=profile_id, user_id=event.identifiers.get("user_id"),
+                anonymous_id=event.identifiers.get("anonymous_id"),
+                email=event.identifiers.get("email"), phone=event.identifiers.get("phone"),
+                first_name=event.first_name, holdout=_in_holdout(journey, subject),
+                status="active", entered_at=event.at, triggered_at=event.at,
+                trigger_message_id=event.message_id, trigger_received_at=event.received_at,
+                next_step=0, next_due_at=event.at + journey.steps[0].after, memberships=None,
+                ended_at=None, end_reason=None, updated_at=utc_now(),
+            )
+            self.active[key] = inst
+            self._note(inst, "entered", None, event.name, event.at, message_id=event.message_id)
+            result.entered += 1
+        else:
+            if event.at < inst.triggered_at:
+                return  # a late copy of an older change: the timer only moves forward
+            inst.triggered_at = event.at
+            inst.trigger_message_id = event.message_id
+            inst.trigger_received_at = event.received_at
+            if inst.next_step < len(journey.steps):
+                inst.next_due_at = event.at + journey.steps[inst.next_step].after
+            for kind in ("user_id", "anonymous_id", "email", "phone"):
+                if getattr(inst, kind) is None and event.identifiers.get(kind):
+                    setattr(inst, kind, event.identifiers[kind])
+            inst.first_name = inst.first_name or event.first_name
+            inst.profile_id = inst.profile_id or profile_id
+            self._note(inst, "restarted", None, event.name, event.at, message_id=event.message_id)
+            result.restarted += 1
+        inst.updated_at = utc_now()
+        self._index(key, inst)
+        self._dirty[inst.instance_id] = inst
+        if event.name in CART_EVENTS:
+            self._fold_cart(inst, event)
+
+    def _fold_cart(self, inst: Instance, event: Event) -> None:
+        """Same rule as int_profile_carts: `products[]` lines, else the event's own product."""
+        sign = CART_EVENTS[event.name or ""]
+        products = event.properties.get("products")
+        items = products if isinstance(products, list) else [event.properties]
+        lines = self.lines.setdefault(inst.instance_id, {})
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            sku = item.get("sku") or item.get("product_id")
+            if sku is None:
+                continue
+            qty = int(item.get("quantity") or 1) * sign
+            name, price, have = lines.get(str(sku), [None, None, 0])
+            lines[str(sku)] = [item.get("name") or name, _num(item.get("price"), price),
+                               have + qty]
+        for sku in [s for s, v in lines.items() if v[2] <= 0]:
+            del lines[sku]
+        self._dirty_lines.add(inst.instance_id)
+
+    # ---- planning due steps -------------------------------------------------------------
+    def _plan(self, index: ProfileIndex, now: datetime, result: StepResult) -> None:
+        due = [i for i in self.active.values() if i.next_due_at is not None and
+               i.next_due_at <= now]
+        if not due:
+            return
+        groups: dict[tuple[str, int], list[Instance]] = {}
+        for inst in due:  # one step per instance per micro-batch: _advance keeps the spacing
+            groups.setdefault((inst.journey, inst.next_step), []).append(inst)
+        for (journey_name, step_index), insts in groups.items():
+            self._plan_group(self.journeys[journey_name], step_index, insts, index, now, result)
+        self._save(None)
+
+    def _plan_group(self, journey: Journey, step_index: int, insts: list[Instance],
+                    index: ProfileIndex, now: datetime, result: StepResult) -> None:
+        if step_index >= len(journey.steps):  # past the last step: membership expiry
+            for inst in insts:
+                self._end(inst, "completed", "journey finished", now, None, now)
+            return
+        step = journey.steps[step_index]
+        client = self.clients[(journey.name, step.name)]
+        contexts = [self._context(inst, journey, step, index) for inst in insts]
+        verdicts = self._conditions(journey, step, contexts)
+        for inst, ctx, ok in zip(insts, contexts, verdicts, strict=True):
+            due_at = inst.next_due_at or now
+            profile = ctx.get("_profile")
+            if (journey.exit.on_profile_order and profile and profile.get("last_order_at")
+                    and profile["last_order_at"] >= inst.entered_at):
+                self._end(inst, "exited", "order in warehouse", now, None, now)
+                result.exited += 1
+                continue
+            reason = self._blocked(inst, step, client, ctx, ok)
+            if reason is not None:
+                event, why = reason
+                self._note(inst, event, step.name, why, now, due_at=due_at)
+                if event == "step_held_out":
+                    result.held_out += 1
+                else:
+                    result.skipped += 1
+                self._advance(inst, journey, step_index, now)
+                continue
+            try:
+                payload = client.fields(ctx)
+            except TemplateRenderError as exc:
+                self._note(inst, "step_failed", step.name, str(exc), now, due_at=due_at)
+                result.failed += 1
+                self._advance(inst, journey, step_index, now)
+                continue
+            action = Action.SEND if step.kind == StepKind.SEND else Action.ADD
+            key = f"{inst.instance_id}:{step.name}"
+            capped = (step.kind == StepKind.SEND and self.ledger is not None and not
+                      self.ledger.reserve(_cap_subject(inst), client.channel.value, now, key,
+                                          f"journey:{journey.name}"))
+            if capped:
+                self._note(inst, "step_capped", step.name, f"frequency cap on "
+                           f"{client.channel.value}", now, due_at=due_at)
+                self._delivery(inst, step, client, key, action.value, "capped", 0, None,
+                               "frequency cap", None, now)
+                result.capped += 1
+            else:
+                ready = inst.trigger_received_at if step.after == timedelta(0) else due_at
+                self._intent(inst, step, action, payload, due_at, ready, now)
+                if action == Action.ADD:
+                    inst.memberships = ",".join([*_members(inst), step.name])
+                result.planned += 1
+            self._advance(inst, journey, step_index, now)
+
+    def _advance(self, inst: Instance, journey: Journey, step_index: int, now: datetime) -> None:
+        taken = journey.steps[step_index]
+        inst.next_step = step_index + 1
+        if inst.next_step < len(journey.steps):
+            # now >= the taken step's due time, so this is its own due time when on time and
+            # keeps the gap when the step went out late.
+            inst.next_due_at = now + (journey.steps[inst.next_step].after - taken.after)
+        else:
+            keep = [s.keep_for for s in journey.steps if s.name in _members(inst) and s.keep_for]
+            inst.next_due_at = now + max(keep) if keep else now
+        inst.updated_at = utc_now()
+        self._dirty[inst.instance_id] = inst
+        if inst.next_step >= len(journey.steps) and not _members(inst):
+            self._end(inst, "completed", "journey finished", now, None, now)
+
+    def _blocked(self, inst: Instance, step: Step, client: StepClient, ctx: Mapping[str, Any],
+                 condition_ok: bool) -> tuple[str, str] | None:
+        if inst.holdout:
+            return "step_held_out", "holdout"
+        if not condition_ok:
+            return "step_skipped", f"condition not met: {step.condition}"
+        channel = client.channel
+        if channel != Channel.NONE:
+            granted = ctx.get(f"{channel.value}_consent")
+            if granted is None:
+                granted = ctx.get("_profile") is None and CONSENT_WITHOUT_PROFILE[channel.value]
+            if not granted:
+                return "step_skipped", f"no {channel.value} consent"
+        missing = client.missing_identifier(ctx)
+        if missing:
+            return "step_skipped", missing
+        return None
+
+    def _context(self, inst: Instance, journey: Journey, step: Step,
+                 index: ProfileIndex) -> dict[str, Any]:
+        if inst.profile_id is None:
+            inst.profile_id = index.resolve({"user_id": inst.user_id, "email": inst.email,
+                                             "phone": inst.phone,
+                                             "anonymous_id": inst.anonymous_id})
+        profile = index.profile(inst.profile_id)
+        ctx: dict[str, Any] = {c: None for c in index.columns}
+        if profile:
+            ctx.update(profile)
+        for kind in ("email", "phone", "first_name"):
+            ctx[kind] = ctx.get(kind) or getattr(inst, kind)
+        lines = self.lines.get(inst.instance_id, {})
+        items = [{"sku": sku, "name": v[0], "price": v[1], "quantity": v[2]}
+                 for sku, v in sorted(lines.items())]
+        ctx.update(
+            cart_items=items,
+            cart_item_count=sum(i["quantity"] for i in items),
+            cart_value=round(sum(i["quantity"] * (i["price"] or 0) for i in items), 2),
+            journey=journey.name, step=step.name, instance_id=inst.instance_id,
+            entry_key=inst.entry_key, entered_at=inst.entered_at, triggered_at=inst.triggered_at,
+            profile_id=inst.profile_id, _profile=profile,
+        )
+        return ctx
+
+    def _conditions(self, journey: Journey, step: Step,
+                    contexts: list[dict[str, Any]]) -> list[bool]:
+        if not step.condition:
+            return [True] * len(contexts)
+        rows = [{k: _jsonable_scalar(v) for k, v in c.items() if not k.startswith("_")
+                 and k != "cart_items"} for c in contexts]
+        table = pa.Table.from_pylist(rows)
+        con = duckdb.connect()
+        try:
+            con.register("ctx", table)
+            got = con.execute(f"select coalesce(({step.condition}), false) from ctx").fetchall()
+        except duckdb.Error as exc:
+            raise JourneyConfigError(
+                f"journey {journey.name}, step {step.name}: condition {step.condition!r} "
+                f"failed: {exc}. Conditions read customer_profiles columns and cart_item_count,"
+                " cart_value, entered_at, triggered_at."
+            ) from None
+        finally:
+            con.close()
+        return [bool(r[0]) for r in got]
+
+    # ---- outbox and dispatch ------------------------------------------------------------
+    def _intent(self, inst: Instance, step: Step, action: Action, payload: Mapping[str, Any],
+                due_at: datetime, ready_at: datetime | None, now: datetime) -> None:
+        client = self.clients[(inst.journey, step.name)]
+        key = f"{inst.instance_id}:{step.name}" + (":remove" if action == Action.REMOVE else "")
+        if action == Action.REMOVE:
+            # Removal matches the member the add sent: reuse its identifiers.
+            row = self.con.execute(
+                f"select fields, status from {CATALOG}.outbox where idempotency_key = ?",
+                [f"{inst.instance_id}:{step.name}"],
+            ).fetchone()
+            if row is None or row[1] != "delivered":
+                return  # never added (a pending add is cancelled instead)
+            payload = json.loads(row[0])
+        stamp = utc_now()
+        self.con.execute(
+            f"insert or ignore into {CATALOG}.outbox values "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, null, null, null, ?, ?)",
+            [key, inst.instance_id, inst.journey, step.name, action.value, client.channel.value,
+             step.action.destination.kind, inst.profile_id, inst.identifier_type,
+             inst.identifier_value, orjson.dumps(payload).decode(), due_at, ready_at, now,
+             stamp, stamp],
+        )
+
+    def _cancel_exited(self, now: datetime, result: StepResult) -> None:
+        rows = self.con.execute(
+            f"""update {CATALOG}.outbox o set status = 'cancelled', updated_at = now()
+            from {CATALOG}.instances i
+            where i.instance_id = o.instance_id and i.status <> 'active'
+              and o.status = 'pending' and o.action in ('send', 'add')
+            returning o.instance_id, o.step"""
+        ).fetchall()
+        for instance_id, step in rows:
+            inst = self._instance(instance_id)
+            self._note(inst, "step_cancelled", step, inst.end_reason or "ended", now)
+            result.cancelled += 1
+        if rows:
+            self._save(None)
+
+    def _instance(self, instance_id: str) -> Instance:
+        for inst in self.active.values():
+            if inst.instance_id == instance_id:
+                return inst
+        row = self.con.execute(
+            f"select {', '.join(INSTANCE_COLUMNS)} from {CATALOG}.instances "
+            "where instance_id = ?", [instance_id]
+        ).fetchone()
+        assert row is not None
+        return Instance(*row)
+
+    def _dispatch(self, now: datetime, result: StepResult) -> None:
+        rows = self.con.execute(
+            f"""select idempotency_key, instance_id, journey, step, action, fields, attempts,
+                       due_at, ready_at, profile_id, identifier_type, identifier_value
+            from {CATALOG}.outbox where status = 'pending' and next_attempt_at <= ?
+            order by created_at, idempotency_key""",
+            [now],
+        ).fetchall()
+        if not rows:
+            return
+        groups: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {}
+        for row in rows:
+            groups.setdefault((row[2], row[3], row[4]), []).append(row)
+        for (journey, step_name, action), items in groups.items():
+            client = self.clients[(journey, step_name)]
+            destination = client.destination(self.environ)
+            size = client.cls.max_batch_size
+            for start in range(0, len(items), size):
+                chunk = items[start:start + size]
+                records = [
+                    Record(profile_id=r[9] or r[11] or r[1], action=Action(action),
+                           fields=json.loads(r[5]), idempotency_key=r[0])
+                    for r in chunk
+                ]
+                try:
+                    answers = destination.send_batch(records)
+                except TransientDestinationError as exc:
+                    answers = [RecordResult(r.idempotency_key, Outcome.RETRY, None, str(exc))
+                               for r in records]
+                self._fold(journey, step_name, chunk, answers, now, result)
+        self._save(None)
+
+    def _fold(self, journey: str, step_name: str, chunk: list[tuple[Any, ...]],
+              answers: Iterable[RecordResult], now: datetime, result: StepResult) -> None:
+        by_key = {a.idempotency_key: a for a in answers}
+        step = next(s for s in self.journeys[journey].steps if s.name == step_name)
+        client = self.clients[(journey, step_name)]
+        answered = utc_now()
+        for row in chunk:
+            key, instance_id, _, _, action, _, attempts, due_at, ready_at = row[:9]
+            answer = by_key.get(key) or RecordResult(key, Outcome.RETRY, None, "no answer")
+            attempt = attempts + 1
+            inst = self._instance(instance_id)
+            if answer.outcome == Outcome.DELIVERED:
+                status = "delivered"
+                latency = ((answered - ready_at).total_seconds() * 1000.0
+                           if self.clock.is_wall and ready_at is not None else None)
+                if action != Action.REMOVE.value:
+                    self._note(inst, "step_sent", step_name, None, now, due_at=due_at,
+                               latency_ms=latency)
+                result.sent += 1
+            elif answer.outcome == Outcome.REJECTED and attempt >= step.action.max_attempts:
+                status = "dead"
+                self._note(inst, "step_failed", step_name, answer.error, now, due_at=due_at)
+                result.failed += 1
+            else:
+                status = "pending"
+                result.retrying += 1
+            backoff = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS)) - 1]
+            self.con.execute(
+                f"""update {CATALOG}.outbox set status = ?, attempts = ?, response_code = ?,
+                    error = ?, external_id = ?, next_attempt_at = ?, updated_at = now()
+                where idempotency_key = ?""",
+                [status, attempt, answer.status_code, answer.error, answer.external_id,
+                 now + timedelta(seconds=backoff), key],
+            )
+            self._delivery(inst, step, client, key, action,
+                           "retry" if status == "pending" and answer.outcome == Outcome.RETRY
+                           else ("rejected" if status == "pending" else status),
+                           attempt, answer.status_code, answer.error, answer.external_id, now)
+
+    # ---- the record of decisions ----------------------------------------------------------
+    def _note(self, inst: Instance, event: str, step: str | None, reason: str | None,
+              at: datetime, *, message_id: str | None = None, due_at: datetime | None = None,
+              latency_ms: float | None = None) -> None:
+        self._seq += 1
+        self._journal.append({
+            "event_id": f"{inst.instance_id}:{event}:{step or ''}:{self._seq}",
+            "journey": inst.journey, "instance_id": inst.instance_id,
+            "entry_key": inst.entry_key, "profile_id": inst.profile_id,
+            "identifier_type": inst.identifier_type, "identifier_value": inst.identifier_value,
+            "holdout": inst.holdout, "event": event, "step": step, "reason": reason,
+            "trigger_message_id": message_id or inst.trigger_message_id, "occurred_at": at,
+            "due_at": due_at, "latency_ms": latency_ms, "recorded_at": utc_now(),
+        })
+
+    def _delivery(self, inst: Instance, step: Step, client: StepClient, key: str, action: str,
+                  status: str, attempt: int, code: int | None, error: str | None,
+                  external_id: str | None, at: datetime) -> None:
+        self._deliveries.append({
+            "source": "journey", "flow": f"{inst.journey}.{step.name}", "journey": inst.journey,
+            "step": step.name, "channel": client.channel.value,
+            "destination": step.action.destination.kind, "run_id": self._run_id,
+            "idempotency_key": key, "profile_id": inst.profile_id,
+            "identifier_type": inst.identifier_type, "identifier_value": inst.identifier_value,
+            "action": action, "status": status, "attempt": attempt, "response_code": code,
+            "error": error, "external_id": external_id, "attempted_at": at,
+        })
+
+    def flush_activity(self) -> int:
+        """Append unexported journal rows and deliveries to the activity feed; rows written."""
+        if self.activity_dir is None:
+            return 0
+        written = 0
+        for table, columns, append in (
+            ("journal", JOURNAL_COLUMNS, activity.append_journey_events),
+            ("deliveries", DELIVERY_COLUMNS, activity.append_deliveries),
+        ):
+            arrow = self.con.execute(
+                f"select {', '.join(columns)} from {CATALOG}.{table} where not exported"
+            ).to_arrow_table()
+            if arrow.num_rows:
+                append(self.activity_dir, arrow)
+                self.con.execute(f"update {CATALOG}.{table} set exported = true "
+                                 "where not exported")
+                written += arrow.num_rows
+        return written
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+
+
+_INSTANCE_SCHEMA = pa.schema([
+    (name, pa.bool_() if name == "holdout" else pa.int32() if name == "next_step"
+     else pa.timestamp("us") if name.endswith("_at") else pa.string())
+    for name in INSTANCE_COLUMNS
+])
+
+
+def _members(inst: Instance) -> list[str]:
+    return [m for m in (inst.memberships or "").split(",") if m]
+
+
+def _in_holdout(journey: Journey, subject: tuple[str, str]) -> bool:
+    if journey.holdout_percent <= 0:
+        return False
+    digest = hashlib.sha256(f"{journey.name}:{subject[0]}:{subject[1]}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 10_000 < journey.holdout_percent * 100
+
+
+def _cap_subject(inst: Instance) -> str:
+    return f"profile:{inst.profile_id}" if inst.profile_id else (
+        f"{inst.identifier_type}:{inst.identifier_value}")
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    if not value:
+        return {}
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _num(value: Any, fallback: float | None) -> float | None:
+    try:
+        return float(value) if value is not None else fallback
+    except (TypeError, ValueError):
+        return fallback
+
+
+def _jsonable_scalar(value: Any) -> Any:
+    if isinstance(value, list | dict):
+        return orjson.dumps(value, default=str).decode()
+    return value

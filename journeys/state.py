@@ -1,0 +1,172 @@
+"""Journey state: who is at which step, what is due, what was sent, why someone left.
+
+It lives in its own DuckDB file (`<warehouse dir>/journey_state.duckdb`, or
+HEADWATER_JOURNEY_STATE_PATH), attached as `headwater_journeys`, not in the warehouse file nor in
+the sync state file: dbt holds the warehouse for a whole build and a sync run holds the sync
+state for its whole run, and the fast path must not wait for either. One process at a time owns
+it (the step lock, journeys/fastpath.py); dbt and the report read the decisions through the
+activity feed (headwater/activity.py) that the owner appends to.
+
+Tables (all in `headwater_journeys`):
+    instances    one row per instance: subject, holdout, status (active|exited|completed), the
+                 latest trigger, the next step and when it is due, why it ended
+    cart_lines   items folded from the instance's trigger events (sku -> name, price, quantity)
+    outbox       one row per intended action, committed before the request is made; the
+                 idempotency key is stable, so a crash re-sends with the same key
+    journal      every decision, with `exported` until it reached the activity feed
+    deliveries   every delivery attempt, idem
+    watermarks   per event source: the received_at up to which events were processed
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+
+from headwater.config import Settings
+
+CATALOG = "headwater_journeys"
+
+_DDL = (
+    f"""create table if not exists {CATALOG}.instances (
+        instance_id varchar primary key,
+        journey varchar not null,
+        entry_key varchar not null,
+        identifier_type varchar,
+        identifier_value varchar,
+        profile_id varchar,
+        user_id varchar,
+        anonymous_id varchar,
+        email varchar,
+        phone varchar,
+        first_name varchar,
+        holdout boolean not null,
+        status varchar not null,
+        entered_at timestamp not null,
+        triggered_at timestamp not null,
+        trigger_message_id varchar,
+        trigger_received_at timestamp,
+        next_step integer not null,
+        next_due_at timestamp,
+        memberships varchar,
+        ended_at timestamp,
+        end_reason varchar,
+        updated_at timestamp not null
+    )""",
+    f"""create table if not exists {CATALOG}.cart_lines (
+        instance_id varchar not null,
+        sku varchar not null,
+        name varchar,
+        price double,
+        quantity integer not null
+    )""",
+    f"""create table if not exists {CATALOG}.outbox (
+        idempotency_key varchar primary key,
+        instance_id varchar not null,
+        journey varchar not null,
+        step varchar not null,
+        action varchar not null,
+        channel varchar not null,
+        destination varchar not null,
+        profile_id varchar,
+        identifier_type varchar,
+        identifier_value varchar,
+        fields json not null,
+        status varchar not null,
+        attempts integer not null,
+        due_at timestamp not null,
+        ready_at timestamp,
+        next_attempt_at timestamp not null,
+        response_code integer,
+        error varchar,
+        external_id varchar,
+        created_at timestamp not null,
+        updated_at timestamp not null
+    )""",
+    f"""create table if not exists {CATALOG}.journal (
+        event_id varchar primary key,
+        journey varchar,
+        instance_id varchar,
+        entry_key varchar,
+        profile_id varchar,
+        identifier_type varchar,
+        identifier_value varchar,
+        holdout boolean,
+        event varchar,
+        step varchar,
+        reason varchar,
+        trigger_message_id varchar,
+        occurred_at timestamp,
+        due_at timestamp,
+        latency_ms double,
+        recorded_at timestamp,
+        exported boolean not null default false
+    )""",
+    f"""create table if not exists {CATALOG}.deliveries (
+        source varchar,
+        flow varchar,
+        journey varchar,
+        step varchar,
+        channel varchar,
+        destination varchar,
+        run_id varchar,
+        idempotency_key varchar,
+        profile_id varchar,
+        identifier_type varchar,
+        identifier_value varchar,
+        action varchar,
+        status varchar,
+        attempt integer,
+        response_code integer,
+        error varchar,
+        external_id varchar,
+        attempted_at timestamp,
+        exported boolean not null default false
+    )""",
+    f"""create table if not exists {CATALOG}.watermarks (
+        source varchar primary key,
+        received_at timestamp,
+        seq bigint
+    )""",
+)
+
+# Columns of the journal and deliveries tables that the activity feed carries.
+JOURNAL_COLUMNS = (
+    "event_id", "journey", "instance_id", "entry_key", "profile_id", "identifier_type",
+    "identifier_value", "holdout", "event", "step", "reason", "trigger_message_id",
+    "occurred_at", "due_at", "latency_ms", "recorded_at",
+)
+DELIVERY_COLUMNS = (
+    "source", "flow", "journey", "step", "channel", "destination", "run_id", "idempotency_key",
+    "profile_id", "identifier_type", "identifier_value", "action", "status", "attempt",
+    "response_code", "error", "external_id", "attempted_at",
+)
+
+
+def journey_state_path(settings: Settings) -> Path:
+    """HEADWATER_JOURNEY_STATE_PATH, else `journey_state.duckdb` next to the warehouse."""
+    override = os.environ.get("HEADWATER_JOURNEY_STATE_PATH")
+    if override:
+        return Path(override).expanduser().resolve()
+    return settings.duckdb_path.parent / "journey_state.duckdb"
+
+
+def open_state(path: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection with the journey state attached read-write (tables created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(":memory:")
+    lit = "'" + str(path).replace("'", "''") + "'"
+    con.execute(f"attach {lit} as {CATALOG}")
+    for ddl in _DDL:
+        con.execute(ddl)
+    return con
+
+
+def open_state_read_only(path: Path) -> duckdb.DuckDBPyConnection:
+    """For readers (`headwater journey`): raises duckdb.IOException while a step holds it."""
+    con = duckdb.connect(":memory:")
+    lit = "'" + str(path).replace("'", "''") + "'"
+    con.execute(f"attach {lit} as {CATALOG} (read_only)")
+    return con

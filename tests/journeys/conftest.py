@@ -1,0 +1,8 @@
+"""Journey tests; helpers live in journey_testkit.py (imported by that unique name)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
