@@ -8,6 +8,7 @@ from headwater.commands.audience import audience
 from headwater.commands.build import build
 from headwater.commands.collect import collect
 from headwater.commands.demo import demo
+from headwater.commands.fastpath import fastpath
 from headwater.commands.sync import sync
 from headwater.commands.ui import ui
 
@@ -21,6 +22,7 @@ def cli() -> None:
 cli.add_command(build)
 cli.add_command(collect)
 cli.add_command(demo)
+cli.add_command(fastpath)
 cli.add_command(audience)
 cli.add_command(sync)
 cli.add_command(ui)

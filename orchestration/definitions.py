@@ -12,7 +12,10 @@ import os
 
 from dagster import DefaultSensorStatus, Definitions
 
+from journeys.config import load_journeys
+from journeys.runtime import FastPathLocations
 from orchestration.dbt_assets import build_dbt_assets, build_schedule, dbt_resource
+from orchestration.fastpath import build_fastpath_sensor, journey_asset_specs
 from orchestration.observability import (
     alert_on_check_failure,
     alert_on_run_failure,
@@ -35,13 +38,21 @@ def build_definitions(locations: Locations | None = None) -> Definitions:
         if os.environ.get("HEADWATER_SENSORS", "").lower() == "running"
         else DefaultSensorStatus.STOPPED
     )
+    fast = FastPathLocations.from_settings(locations.settings)
+    journeys = load_journeys(fast.journeys_file)
     return Definitions(
-        assets=[*raw_source_specs(), dbt_models, *build_sync_assets(specs, [dbt_models])],
+        assets=[
+            *raw_source_specs(),
+            dbt_models,
+            *build_sync_assets(specs, [dbt_models]),
+            *journey_asset_specs(journeys),
+        ],
         asset_checks=[raw_landing_freshness],
         jobs=[freshness_job],
         schedules=[build_schedule(dbt_models), freshness_schedule],
         sensors=[
             *build_audience_sensors(specs, status),
+            build_fastpath_sensor(fast, journeys, status),
             alert_on_run_failure,
             alert_on_check_failure,
         ],
