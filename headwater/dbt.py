@@ -43,6 +43,12 @@ def dbt_env(settings: Settings) -> dict[str, str]:
         )
         ensure_layout(landing)
         env["HEADWATER_LANDING_DIR"] = str(landing)
+        # What syncs and journeys delivered, for attribution (macros/measurement/).
+        from headwater import activity
+
+        feed = activity.activity_dir(settings)
+        activity.ensure_layout(feed)
+        env[activity.ACTIVITY_DIR_ENV] = str(feed)
     return env
 
 
