@@ -275,11 +275,13 @@ def change_relation(files: Sequence[ChangeFile], folder: Path) -> str:
 
 
 def default_models(con: duckdb.DuckDBPyConnection, extra: Sequence[str] = ()) -> list[str]:
-    """customer_profiles, identity_map, every `audience_*` table, and `extra` (audiences named
-    by syncs)."""
+    """customer_profiles, identity_map, every `audience_*` table, every `measurement_*` table
+    (small aggregates `headwater report` and Dagster's checks read), and `extra` (audiences
+    named by syncs)."""
     rows = con.execute(
         "select table_name from information_schema.tables where table_schema = 'main' "
-        "and (table_name in (?, ?) or table_name like 'audience\\_%' escape '\\')",
+        "and (table_name in (?, ?) or table_name like 'audience\\_%' escape '\\'"
+        " or table_name like 'measurement\\_%' escape '\\')",
         [PROFILES_MODEL, IDENTITY_MODEL],
     ).fetchall()
     names = {str(r[0]) for r in rows} | set(extra)
