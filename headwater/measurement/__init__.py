@@ -1,0 +1,1 @@
+"""Measurement: the figures of the measurement dbt models, and the static HTML report."""
