@@ -119,7 +119,7 @@ def intervals(items: Sequence[tuple[str, float | None, float | None, float | Non
     height = TOP + row * len(drawn) + 28
     bound = max(abs(b) for _, v, lo, hi in drawn for b in (v, lo, hi) if b is not None) or 1.0
     bound *= 1.1
-    plot_w = WIDTH - label_w - RIGHT - 110
+    plot_w = WIDTH - label_w - RIGHT - 210  # room on the right for the numbers
 
     def x(v: float) -> float:
         return label_w + plot_w * (v + bound) / (2 * bound)
@@ -141,7 +141,7 @@ def intervals(items: Sequence[tuple[str, float | None, float | None, float | Non
             out.append(f'<line class="whisker" x1="{x(lo):.1f}" x2="{x(hi):.1f}" y1="{y}" '
                        f'y2="{y}" stroke="{PALETTE[1]}" stroke-width="3"/>')
         out.append(f'<circle cx="{x(v):.1f}" cy="{y}" r="6" fill="{PALETTE[1]}"/>'
-                   f'<text class="value" x="{WIDTH - RIGHT - 100}" y="{y + 4}">'
+                   f'<text class="value" x="{WIDTH - RIGHT - 200}" y="{y + 4}">'
                    f'{format(v, fmt)}'
                    + (f" [{format(lo, fmt)}, {format(hi, fmt)}]" if lo is not None
                       and hi is not None else "") + "</text></g>")

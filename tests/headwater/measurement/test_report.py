@@ -110,3 +110,62 @@ def test_empty_feeds_render_clearly() -> None:
     assert "No sends yet" in html
     assert 'id="no-journeys"' in html and 'id="no-deliveries"' in html
     assert all(f'class="{c}"' not in html for c in ("point", "stage", "bar", "lift"))
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed: "
+                    "scripts/browser.sh installs it (.ci/run calls it)")
+def test_report_in_a_real_browser(world: ReportWorld, tmp_path: Path) -> None:
+    """Headless Chromium lays the page out: the charts are drawn (visible, with a size) with
+    the models' values, and a screenshot is kept in test-artifacts/."""
+    from playwright.sync_api import sync_playwright
+
+    out = write_report(world.settings, tmp_path / "report.html")
+    con = world.con
+    expected_rps = sorted(r[0] for r in con.execute(
+        "select revenue_per_send from measurement_flow_weekly").fetchall())
+    lift = con.execute("select revenue_per_subject_lift, revenue_per_subject_lift_low, "
+                       "revenue_per_subject_lift_high from measurement_journey_lift").fetchone()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            requests: list[str] = []
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(out.as_uri(), wait_until="load")
+            points = page.locator("circle.point")
+            assert points.count() == len(expected_rps)
+            drawn = sorted(float(v) for v in points.evaluate_all(
+                "els => els.map(e => e.getAttribute('data-value'))"))
+            assert drawn == pytest.approx(expected_rps)
+            # Drawn, not only present: every point and bar has a box on the page, and a
+            # higher revenue per send sits higher (smaller y) in the chart.
+            boxes = points.evaluate_all("els => els.map(e => [Number(e.dataset.value), "
+                                        "e.getBoundingClientRect().y, "
+                                        "e.getBoundingClientRect().width])")
+            assert all(w > 0 for _, _, w in boxes)
+            by_value = sorted(boxes)
+            assert all(a[1] >= b[1] for a, b in zip(by_value, by_value[1:], strict=False))
+            stages = page.locator("rect.stage[data-journey='cart_abandonment']")
+            widths = stages.evaluate_all("els => els.map(e => [Number(e.dataset.value), "
+                                         "e.getBoundingClientRect().width])")
+            assert widths[0][0] == 24 and widths[0][1] > 0
+            for value, width in widths[1:]:  # widths proportional to the counts
+                assert width == pytest.approx(widths[0][1] * value / widths[0][0], rel=0.02)
+            interval = page.locator(
+                "g.lift[data-metric='revenue_per_subject_lift'][data-journey='cart_abandonment']")
+            got = [float(interval.get_attribute(f"data-{k}") or "nan")
+                   for k in ("value", "low", "high")]
+            assert got == pytest.approx(list(lift))
+            assert interval.locator("line.whisker").bounding_box()["width"] > 0  # type: ignore[index]
+            assert page.locator("#kpi-sends b").inner_text() != "-"
+            page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+            # Self-contained: the only thing loaded is the file itself.
+            assert requests == [out.as_uri()]
+        finally:
+            browser.close()
