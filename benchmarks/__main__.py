@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, str] = {
     "propensity": "benchmarks.bench_propensity",
     "sensor": "benchmarks.bench_sensor",
     "collector": "benchmarks.bench_collector",
+    "fastpath": "benchmarks.bench_fastpath",
 }
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -178,6 +178,9 @@ class FastPath:
         self._journal: list[dict[str, Any]] = []
         self._deliveries: list[dict[str, Any]] = []
         self._dirty: dict[str, Instance] = {}
+        # Rows for the outbox (new intents) and answers to fold, written by the next _save.
+        self._intents: list[list[Any]] = []
+        self._answers: list[list[Any]] = []
         self._dirty_lines: set[str] = set()
         self._seq = 0
         self._load()
@@ -205,8 +208,13 @@ class FastPath:
         ).fetchall():
             self.lines.setdefault(iid, {})[sku] = [name, price, qty]
         self.by_subject: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self.by_id: dict[str, Instance] = {i.instance_id: i for i in self.active.values()}
         for key, inst in self.active.items():
             self._index(key, inst)
+        row = self.con.execute(
+            f"select received_at from {CATALOG}.watermarks where source = ?", [self.source.name]
+        ).fetchone()
+        self._mark: datetime | None = row[0] if row else None
         (self._seq,) = self.con.execute(
             f"select count(*) from {CATALOG}.journal"
         ).fetchone() or (0,)
@@ -218,16 +226,36 @@ class FastPath:
                 self.by_subject.setdefault((kind, value), set()).add(key)
 
     def watermark(self) -> datetime | None:
-        row = self.con.execute(
-            f"select received_at from {CATALOG}.watermarks where source = ?", [self.source.name]
-        ).fetchone()
-        return row[0] if row else None
+        """The received_at up to which events were processed (committed)."""
+        return self._mark
 
     def _save(self, watermark: datetime | None) -> None:
-        """Commit instance changes, journal, deliveries and the watermark in one transaction."""
+        """Commit instance changes, intents, answers, journal, deliveries and the watermark in
+        one transaction: one fsync per call, which is what a step's latency is made of."""
+        if not (self._dirty or self._dirty_lines or self._journal or self._deliveries
+                or self._intents or self._answers or watermark is not None):
+            return
         con = self.con
         con.execute("begin")
         try:
+            if self._intents:
+                con.register("hw_intents", pa.Table.from_pylist(
+                    [dict(zip(_OUTBOX_COLUMNS, r, strict=True)) for r in self._intents]))
+                con.execute(f"insert or ignore into {CATALOG}.outbox "
+                            f"select {', '.join(_OUTBOX_COLUMNS)} from hw_intents")
+                con.unregister("hw_intents")
+            if self._answers:
+                con.register("hw_answers", pa.Table.from_pylist(
+                    [dict(zip(_ANSWER_COLUMNS, r, strict=True)) for r in self._answers],
+                    schema=_ANSWER_SCHEMA))
+                con.execute(
+                    f"""update {CATALOG}.outbox o set status = a.status, attempts = a.attempts,
+                        response_code = a.response_code, error = a.error,
+                        external_id = a.external_id, next_attempt_at = a.next_attempt_at,
+                        updated_at = now()
+                    from hw_answers a where o.idempotency_key = a.idempotency_key"""
+                )
+                con.unregister("hw_answers")
             if self._dirty:
                 table = pa.Table.from_pylist([asdict(i) for i in self._dirty.values()],
                                              schema=_INSTANCE_SCHEMA)
@@ -260,11 +288,15 @@ class FastPath:
                     [self.source.name, watermark],
                 )
             con.execute("commit")
+            if watermark is not None:
+                self._mark = watermark
         except BaseException:
             con.execute("rollback")
             self._load()  # memory follows the database, never the other way round
             raise
         finally:
+            self._intents.clear()
+            self._answers.clear()
             self._dirty.clear()
             self._dirty_lines.clear()
             self._journal.clear()
@@ -276,9 +308,10 @@ class FastPath:
         result = StepResult()
         index = self.profiles.refresh()
         now = self.clock.now()
-        self._ingest(index, now, result)
+        mark = self._ingest(index, now, result)
         self._plan(index, now, result)
-        self._ingest(index, now, result)  # exits win races
+        self._save(mark)  # intents are durable before any request is made
+        self._save(self._ingest(index, now, result))  # exits win races
         self._cancel_exited(now, result)
         self._dispatch(now, result)
         mark = self.watermark()
@@ -295,11 +328,12 @@ class FastPath:
                 break
         return total
 
-    def _ingest(self, index: ProfileIndex, now: datetime, result: StepResult) -> None:
-        mark = self.watermark()
-        table = self.source.read(mark, None if self.clock.is_wall else now)
+    def _ingest(self, index: ProfileIndex, now: datetime,
+                result: StepResult) -> datetime | None:
+        """Apply new events to instances (in memory); returns the watermark to commit."""
+        table = self.source.read(self._mark, None if self.clock.is_wall else now)
         if table.num_rows == 0:
-            return
+            return None
         events = [e for e in (self._parse(r) for r in table.to_pylist()) if e is not None]
         events.sort(key=lambda e: (e.at, e.received_at, e.message_id))
         for event in events:
@@ -309,7 +343,7 @@ class FastPath:
             for journey in self._triggers.get(event.name or "", ()):
                 self._trigger(journey, event, profile_id, index, now, result)
         result.events += table.num_rows
-        self._save(table.column("received_at")[-1].as_py())
+        return table.column("received_at")[-1].as_py()
 
     def _parse(self, row: Mapping[str, Any]) -> Event | None:
         if row.get("type") != "track" or not row.get("event"):
@@ -364,6 +398,7 @@ class FastPath:
         inst.status, inst.end_reason, inst.ended_at = status, reason, at
         inst.next_due_at, inst.updated_at = None, utc_now()
         self.active.pop((inst.journey, inst.entry_key), None)
+        self.by_id.pop(inst.instance_id, None)
         self._dirty[inst.instance_id] = inst
         self._note(inst, "exited" if status == "exited" else "completed", None, reason, at,
                    message_id=message_id)
@@ -403,6 +438,7 @@ class FastPath:
                 ended_at=None, end_reason=None, updated_at=utc_now(),
             )
             self.active[key] = inst
+            self.by_id[inst.instance_id] = inst
             self._note(inst, "entered", None, event.name, event.at, message_id=event.message_id)
             result.entered += 1
         else:
@@ -457,7 +493,6 @@ class FastPath:
             groups.setdefault((inst.journey, inst.next_step), []).append(inst)
         for (journey_name, step_index), insts in groups.items():
             self._plan_group(self.journeys[journey_name], step_index, insts, index, now, result)
-        self._save(None)
 
     def _plan_group(self, journey: Journey, step_index: int, insts: list[Instance],
                     index: ProfileIndex, now: datetime, result: StepResult) -> None:
@@ -607,13 +642,11 @@ class FastPath:
                 return  # never added (a pending add is cancelled instead)
             payload = json.loads(row[0])
         stamp = utc_now()
-        self.con.execute(
-            f"insert or ignore into {CATALOG}.outbox values "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, null, null, null, ?, ?)",
+        self._intents.append(
             [key, inst.instance_id, inst.journey, step.name, action.value, client.channel.value,
              step.action.destination.kind, inst.profile_id, inst.identifier_type,
-             inst.identifier_value, orjson.dumps(payload).decode(), due_at, ready_at, now,
-             stamp, stamp],
+             inst.identifier_value, orjson.dumps(payload).decode(), "pending", 0, due_at,
+             ready_at, now, None, None, None, stamp, stamp]
         )
 
     def _cancel_exited(self, now: datetime, result: StepResult) -> None:
@@ -632,9 +665,9 @@ class FastPath:
             self._save(None)
 
     def _instance(self, instance_id: str) -> Instance:
-        for inst in self.active.values():
-            if inst.instance_id == instance_id:
-                return inst
+        inst = self.by_id.get(instance_id)
+        if inst is not None:
+            return inst
         row = self.con.execute(
             f"select {', '.join(INSTANCE_COLUMNS)} from {CATALOG}.instances "
             "where instance_id = ?", [instance_id]
@@ -701,13 +734,8 @@ class FastPath:
                 status = "pending"
                 result.retrying += 1
             backoff = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS)) - 1]
-            self.con.execute(
-                f"""update {CATALOG}.outbox set status = ?, attempts = ?, response_code = ?,
-                    error = ?, external_id = ?, next_attempt_at = ?, updated_at = now()
-                where idempotency_key = ?""",
-                [status, attempt, answer.status_code, answer.error, answer.external_id,
-                 now + timedelta(seconds=backoff), key],
-            )
+            self._answers.append([key, status, attempt, answer.status_code, answer.error,
+                                  answer.external_id, now + timedelta(seconds=backoff)])
             self._delivery(inst, step, client, key, action,
                            "retry" if status == "pending" and answer.outcome == Outcome.RETRY
                            else ("rejected" if status == "pending" else status),
@@ -764,6 +792,20 @@ class FastPath:
         for client in self.clients.values():
             client.close()
 
+
+_OUTBOX_COLUMNS = (
+    "idempotency_key", "instance_id", "journey", "step", "action", "channel", "destination",
+    "profile_id", "identifier_type", "identifier_value", "fields", "status", "attempts",
+    "due_at", "ready_at", "next_attempt_at", "response_code", "error", "external_id",
+    "created_at", "updated_at",
+)
+_ANSWER_COLUMNS = ("idempotency_key", "status", "attempts", "response_code", "error",
+                   "external_id", "next_attempt_at")
+_ANSWER_SCHEMA = pa.schema([
+    ("idempotency_key", pa.string()), ("status", pa.string()), ("attempts", pa.int32()),
+    ("response_code", pa.int32()), ("error", pa.string()), ("external_id", pa.string()),
+    ("next_attempt_at", pa.timestamp("us")),
+])
 
 _INSTANCE_SCHEMA = pa.schema([
     (name, pa.bool_() if name == "holdout" else pa.int32() if name == "next_step"

@@ -1,0 +1,197 @@
+"""Fast-path latency: the collector's acknowledgement to the destination stand-in's receipt.
+
+Every part is its own process, as deployed: `headwater collect`, the `headwater fastpath`
+worker, the webhook stand-in (the welcome journey's immediate step), and, in the loaded cases,
+`headwater build` on a demo warehouse in a loop (dbt holds the warehouse file the whole time;
+the fast path never opens it). Load is open-loop `Signed Up` tracks, one per /v1/track request
+(the browser case), each with its own email; a message's latency is the stand-in's receipt
+time of its record minus the moment the client read `{"success": true}`. Both are wall-clock
+times on this machine.
+
+Baseline in the same run: the same pipeline at the same rate with no dbt build; the ratio
+shows what a concurrent build costs on 2 cores.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from activations.standins.process import StandinProcess
+from activations.standins.webhook import WebhookConfig
+
+REPO = Path(__file__).resolve().parent.parent
+KEY = "bench-key"
+CLIENTS = 4
+WELCOME = "/headwater/journeys/welcome"
+# The console script installed next to this interpreter (the README's .venv/bin/headwater).
+HEADWATER = str(Path(sys.executable).parent / "headwater")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _journeys(webhook_url: str) -> dict[str, Any]:
+    data = yaml.safe_load((REPO / "dbt_project" / "journeys.yml").read_text())
+    data["frequency_caps"] = []  # every signup gets its email: caps would hide sends
+    for journey in data["journeys"]:
+        journey["holdout_percent"] = 0
+        for step in journey["steps"]:
+            action = step.get("send") or step.get("audience")
+            action["destination"]["base_url"] = webhook_url
+    return data
+
+
+def _headwater(*args: str, env: dict[str, str], **kw: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([HEADWATER, *args], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+
+
+def _wait_http(url: str, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def _load(url: str, rate: float, seconds: float, tag: str) -> dict[str, float]:
+    """Send `rate` events/s for `seconds`; email -> acknowledgement wall time."""
+    acked: dict[str, float] = {}
+    lock = threading.Lock()
+    per_client = rate / CLIENTS
+    start = time.perf_counter() + 0.2
+
+    def client(n: int) -> None:
+        session = requests.Session()
+        for i in range(int(per_client * seconds)):
+            delay = start + (i + n / CLIENTS) / per_client - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            email = f"{tag}-{n}-{i}@bench.example.com"
+            body = {"type": "track", "event": "Signed Up", "messageId": str(uuid.uuid4()),
+                    "anonymousId": f"a-{tag}-{n}-{i}", "context": {"traits": {"email": email}}}
+            r = session.post(url + "/v1/track", json=body, auth=(KEY, ""), timeout=10)
+            if r.ok:
+                with lock:
+                    acked[email] = time.time()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 60)
+    return acked
+
+
+def _pct(values: list[float], p: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * p))] if values else float("nan")
+
+
+def _case(tmp: Path, rate: float, seconds: float, with_build: bool, customers: int,
+          warehouse_ready: bool) -> dict[str, Any]:
+    hook = StandinProcess("webhook", port=0, state_file=tmp / f"webhook-{rate}.json").start()
+    journeys = tmp / "journeys.yml"
+    journeys.write_text(yaml.safe_dump(_journeys(hook.url)))
+    env = {
+        **os.environ,
+        "HEADWATER_DUCKDB_PATH": str(tmp / "warehouse" / "headwater.duckdb"),
+        "HEADWATER_JOURNEYS_FILE": str(journeys),
+        "HEADWATER_WRITE_KEY": KEY,
+        "HEADWATER_WEBHOOK_SECRET": WebhookConfig().secret,
+        "HEADWATER_JOURNEY_STATE_PATH": str(tmp / f"journeys-{rate}-{with_build}.duckdb"),
+        "HEADWATER_LANDING_DIR": str(tmp / f"landing-{rate}-{with_build}"),
+        "HEADWATER_CAP_LEDGER_PATH": str(tmp / f"caps-{rate}-{with_build}.sqlite"),
+    }
+    if not warehouse_ready:
+        subprocess.run([HEADWATER, "demo", "--customers",
+                        str(customers), "--no-sync"], env=env, cwd=REPO, check=True,
+                       stdout=subprocess.DEVNULL)
+    port = _free_port()
+    procs = [_headwater("collect", "--port", str(port), env=env),
+             _headwater("fastpath", env=env)]
+    builder: subprocess.Popen[bytes] | None = None
+    stop_builds = threading.Event()
+    builds = 0
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_http(url + "/")
+        time.sleep(2.0)  # the worker is up and idle
+        if with_build:
+            def loop() -> None:
+                nonlocal builder, builds
+                while not stop_builds.is_set():
+                    builder = _headwater("build", env=env)
+                    builder.wait()
+                    builds += 1
+            threading.Thread(target=loop, daemon=True).start()
+            time.sleep(3.0)  # dbt is parsing and running models
+        acked = _load(url, rate, seconds, tag=f"r{int(rate)}{'b' if with_build else ''}")
+        time.sleep(1.0)
+        state = hook.state()
+    finally:
+        stop_builds.set()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+        if builder is not None:
+            builder.wait(300)
+        hook.stop()
+    received: dict[str, float] = {}
+    for message in state["messages"]:
+        if message["path"] == WELCOME:
+            for record in message["body"]["records"]:
+                received.setdefault(record["fields"]["email"], message["received_at"])
+    latencies = sorted((received[e] - t) * 1000 for e, t in acked.items() if e in received)
+    return {
+        "case": f"{int(rate)}/s " + ("with dbt build" if with_build else "idle (baseline)"),
+        "events_per_s": rate,
+        "acknowledged": len(acked),
+        "delivered": len(latencies),
+        "missing": len(acked) - len(latencies),
+        "throughput_per_s": round(len(latencies) / seconds, 1),
+        "p50_ms": round(_pct(latencies, 0.50), 2),
+        "p95_ms": round(_pct(latencies, 0.95), 2),
+        "p99_ms": round(_pct(latencies, 0.99), 2),
+        "max_ms": round(latencies[-1], 2) if latencies else None,
+        "dbt_builds_during": builds if with_build else None,
+    }
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    seconds, customers = (3.0, 300) if quick else (20.0, 2000)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-fastpath-") as name:
+        tmp = Path(name)
+        ready = False
+        for rate, with_build in ((500.0, False), (200.0, True), (500.0, True)):
+            rows.append(_case(tmp, rate, seconds, with_build, customers, ready))
+            ready = True
+    base = rows[0]["p99_ms"]
+    for row in rows:
+        row["p99_vs_idle"] = round(row["p99_ms"] / base, 2) if base else None
+        row["target_p99_under_100ms"] = row["p99_ms"] < 100
+    return rows
+
+
+if __name__ == "__main__":
+    for row in run(quick="--quick" in sys.argv):
+        print(row)
