@@ -16,6 +16,7 @@ from journeys.config import load_journeys
 from journeys.runtime import FastPathLocations
 from orchestration.dbt_assets import build_dbt_assets, build_schedule, dbt_resource
 from orchestration.fastpath import build_fastpath_sensor, journey_asset_specs
+from orchestration.measurement import build_measurement_report, measurement_checks
 from orchestration.observability import (
     alert_on_check_failure,
     alert_on_run_failure,
@@ -46,8 +47,9 @@ def build_definitions(locations: Locations | None = None) -> Definitions:
             dbt_models,
             *build_sync_assets(specs, [dbt_models]),
             *journey_asset_specs(journeys),
+            build_measurement_report([dbt_models]),
         ],
-        asset_checks=[raw_landing_freshness],
+        asset_checks=[raw_landing_freshness, measurement_checks],
         jobs=[freshness_job],
         schedules=[build_schedule(dbt_models), freshness_schedule],
         sensors=[
