@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -143,7 +144,7 @@ class FastPath:
 
     def __init__(
         self,
-        con: duckdb.DuckDBPyConnection,
+        con: sqlite3.Connection,
         config: JourneysFile,
         source: EventSource,
         profiles: ProfileLookup,
@@ -198,7 +199,8 @@ class FastPath:
         self.counts: dict[tuple[str, str], int] = {
             (j, k): int(n)
             for j, k, n in self.con.execute(
-                f"select journey, entry_key, count(*) from {CATALOG}.instances group by all"
+                f"select journey, entry_key, count(*) from {CATALOG}.instances "
+                "group by journey, entry_key"
             ).fetchall()
         }
         self.lines: dict[str, dict[str, list[Any]]] = {}
@@ -218,6 +220,15 @@ class FastPath:
         (self._seq,) = self.con.execute(
             f"select count(*) from {CATALOG}.journal"
         ).fetchone() or (0,)
+        # Instances that ended in a step that crashed before cancelling their pending sends.
+        self._ended: set[str] = {
+            r[0] for r in self.con.execute(
+                f"""select distinct o.instance_id from {CATALOG}.outbox o
+                join {CATALOG}.instances i on i.instance_id = o.instance_id
+                where o.status = 'pending' and o.action in ('send', 'add')
+                  and i.status <> 'active'"""
+            ).fetchall()
+        }
 
     def _index(self, key: tuple[str, str], inst: Instance) -> None:
         for kind in ("profile_id", "user_id", "anonymous_id", "email"):
@@ -239,49 +250,37 @@ class FastPath:
         con.execute("begin")
         try:
             if self._intents:
-                con.register("hw_intents", pa.Table.from_pylist(
-                    [dict(zip(_OUTBOX_COLUMNS, r, strict=True)) for r in self._intents]))
-                con.execute(f"insert or ignore into {CATALOG}.outbox "
-                            f"select {', '.join(_OUTBOX_COLUMNS)} from hw_intents")
-                con.unregister("hw_intents")
+                con.executemany(
+                    f"insert or ignore into {CATALOG}.outbox ({', '.join(_OUTBOX_COLUMNS)}) "
+                    f"values ({', '.join('?' * len(_OUTBOX_COLUMNS))})", self._intents)
             if self._answers:
-                con.register("hw_answers", pa.Table.from_pylist(
-                    [dict(zip(_ANSWER_COLUMNS, r, strict=True)) for r in self._answers],
-                    schema=_ANSWER_SCHEMA))
-                con.execute(
-                    f"""update {CATALOG}.outbox o set status = a.status, attempts = a.attempts,
-                        response_code = a.response_code, error = a.error,
-                        external_id = a.external_id, next_attempt_at = a.next_attempt_at,
-                        updated_at = now()
-                    from hw_answers a where o.idempotency_key = a.idempotency_key"""
-                )
-                con.unregister("hw_answers")
+                con.executemany(
+                    f"""update {CATALOG}.outbox set status = ?, attempts = ?, response_code = ?,
+                        error = ?, external_id = ?, next_attempt_at = ?, updated_at = ?
+                    where idempotency_key = ?""",
+                    [(*a[1:], utc_now(), a[0]) for a in self._answers])
             if self._dirty:
-                table = pa.Table.from_pylist([asdict(i) for i in self._dirty.values()],
-                                             schema=_INSTANCE_SCHEMA)
-                con.register("hw_inst", table)
-                con.execute(f"insert or replace into {CATALOG}.instances select * from hw_inst")
-                con.unregister("hw_inst")
+                con.executemany(
+                    f"insert or replace into {CATALOG}.instances ({', '.join(INSTANCE_COLUMNS)})"
+                    f" values ({', '.join('?' * len(INSTANCE_COLUMNS))})",
+                    [tuple(asdict(i).values()) for i in self._dirty.values()])
             if self._dirty_lines:
                 ids = list(self._dirty_lines)
-                con.execute(f"delete from {CATALOG}.cart_lines where instance_id in "
-                            "(select unnest(?))", [ids])
-                rows = [(iid, sku, *vals) for iid in ids
-                        for sku, vals in self.lines.get(iid, {}).items()]
-                if rows:
-                    con.executemany(f"insert into {CATALOG}.cart_lines values (?, ?, ?, ?, ?)",
-                                    rows)
+                con.executemany(f"delete from {CATALOG}.cart_lines where instance_id = ?",
+                                [(i,) for i in ids])
+                con.executemany(f"insert into {CATALOG}.cart_lines values (?, ?, ?, ?, ?)",
+                                [(iid, sku, *vals) for iid in ids
+                                 for sku, vals in self.lines.get(iid, {}).items()])
             if self._journal:
-                table = pa.Table.from_pylist(self._journal, schema=activity.JOURNEY_EVENT_SCHEMA)
-                con.register("hw_journal", table)
-                con.execute(f"insert or ignore into {CATALOG}.journal "
-                            f"select *, false from hw_journal")
-                con.unregister("hw_journal")
+                con.executemany(
+                    f"insert or ignore into {CATALOG}.journal ({', '.join(JOURNAL_COLUMNS)}) "
+                    f"values ({', '.join('?' * len(JOURNAL_COLUMNS))})",
+                    [tuple(r[c] for c in JOURNAL_COLUMNS) for r in self._journal])
             if self._deliveries:
-                table = pa.Table.from_pylist(self._deliveries, schema=activity.DELIVERY_SCHEMA)
-                con.register("hw_deliv", table)
-                con.execute(f"insert into {CATALOG}.deliveries select *, false from hw_deliv")
-                con.unregister("hw_deliv")
+                con.executemany(
+                    f"insert into {CATALOG}.deliveries ({', '.join(DELIVERY_COLUMNS)}) "
+                    f"values ({', '.join('?' * len(DELIVERY_COLUMNS))})",
+                    [tuple(r[c] for c in DELIVERY_COLUMNS) for r in self._deliveries])
             if watermark is not None:
                 con.execute(
                     f"insert or replace into {CATALOG}.watermarks values (?, ?, null)",
@@ -399,6 +398,7 @@ class FastPath:
         inst.next_due_at, inst.updated_at = None, utc_now()
         self.active.pop((inst.journey, inst.entry_key), None)
         self.by_id.pop(inst.instance_id, None)
+        self._ended.add(inst.instance_id)
         self._dirty[inst.instance_id] = inst
         self._note(inst, "exited" if status == "exited" else "completed", None, reason, at,
                    message_id=message_id)
@@ -650,13 +650,18 @@ class FastPath:
         )
 
     def _cancel_exited(self, now: datetime, result: StepResult) -> None:
-        rows = self.con.execute(
-            f"""update {CATALOG}.outbox o set status = 'cancelled', updated_at = now()
-            from {CATALOG}.instances i
-            where i.instance_id = o.instance_id and i.status <> 'active'
-              and o.status = 'pending' and o.action in ('send', 'add')
-            returning o.instance_id, o.step"""
-        ).fetchall()
+        """Pending sends and adds of instances that ended are cancelled, never sent."""
+        if not self._ended:
+            return
+        ended, self._ended = sorted(self._ended), set()
+        rows = []
+        for instance_id in ended:
+            rows += self.con.execute(
+                f"""update {CATALOG}.outbox set status = 'cancelled', updated_at = ?
+                where instance_id = ? and status = 'pending' and action in ('send', 'add')
+                returning instance_id, step""",
+                [utc_now(), instance_id],
+            ).fetchall()
         for instance_id, step in rows:
             inst = self._instance(instance_id)
             self._note(inst, "step_cancelled", step, inst.end_reason or "ended", now)
@@ -778,14 +783,17 @@ class FastPath:
             ("journal", JOURNAL_COLUMNS, activity.append_journey_events),
             ("deliveries", DELIVERY_COLUMNS, activity.append_deliveries),
         ):
-            arrow = self.con.execute(
-                f"select {', '.join(columns)} from {CATALOG}.{table} where not exported"
-            ).to_arrow_table()
-            if arrow.num_rows:
-                append(self.activity_dir, arrow)
-                self.con.execute(f"update {CATALOG}.{table} set exported = true "
-                                 "where not exported")
-                written += arrow.num_rows
+            cur = self.con.execute(
+                f"select rowid, {', '.join(columns)} from {CATALOG}.{table} where exported = 0"
+            )
+            rows = cur.fetchall()
+            if rows:
+                # A crash between the append and the update appends these rows again next
+                # time: readers deduplicate on the contract key.
+                append(self.activity_dir, [dict(zip(columns, r[1:], strict=True)) for r in rows])
+                self.con.executemany(f"update {CATALOG}.{table} set exported = 1 "
+                                     "where rowid = ?", [(r[0],) for r in rows])
+                written += len(rows)
         return written
 
     def close(self) -> None:
@@ -801,17 +809,6 @@ _OUTBOX_COLUMNS = (
 )
 _ANSWER_COLUMNS = ("idempotency_key", "status", "attempts", "response_code", "error",
                    "external_id", "next_attempt_at")
-_ANSWER_SCHEMA = pa.schema([
-    ("idempotency_key", pa.string()), ("status", pa.string()), ("attempts", pa.int32()),
-    ("response_code", pa.int32()), ("error", pa.string()), ("external_id", pa.string()),
-    ("next_attempt_at", pa.timestamp("us")),
-])
-
-_INSTANCE_SCHEMA = pa.schema([
-    (name, pa.bool_() if name == "holdout" else pa.int32() if name == "next_step"
-     else pa.timestamp("us") if name.endswith("_at") else pa.string())
-    for name in INSTANCE_COLUMNS
-])
 
 
 def _members(inst: Instance) -> list[str]:

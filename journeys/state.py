@@ -1,13 +1,18 @@
 """Journey state: who is at which step, what is due, what was sent, why someone left.
 
-It lives in its own DuckDB file (`<warehouse dir>/journey_state.duckdb`, or
-HEADWATER_JOURNEY_STATE_PATH), attached as `headwater_journeys`, not in the warehouse file nor in
-the sync state file: dbt holds the warehouse for a whole build and a sync run holds the sync
-state for its whole run, and the fast path must not wait for either. One process at a time owns
-it (the step lock, journeys/fastpath.py); dbt and the report read the decisions through the
-activity feed (headwater/activity.py) that the owner appends to.
+It lives in its own file (`<warehouse dir>/journey_state.sqlite`, or
+HEADWATER_JOURNEY_STATE_PATH), not in the warehouse file nor in the sync state file: dbt holds
+the warehouse for a whole build and a sync run holds the sync state for its whole run, and the
+fast path must not wait for either. Why SQLite and not DuckDB: the step commits twice per
+micro-batch (intents before sending, answers after), and a DuckDB statement costs 1-2 ms here
+(measured: an insert-or-replace with its commit 5.7 ms) against tens of microseconds in
+SQLite, which is the difference between a 10 ms and a 50 ms step. WAL mode also lets readers
+(`headwater journey`, tests) read while the worker writes; only steppers are serialized, by
+the fast-path lock (journeys/runtime.py). `synchronous=full`: a commit is on disk before the
+request it covers is made. dbt and the report read the decisions through the activity feed
+(headwater/activity.py) that the owner appends to.
 
-Tables (all in `headwater_journeys`):
+Tables:
     instances    one row per instance: subject, holdout, status (active|exited|completed), the
                  latest trigger, the next step and when it is due, why it ended
     cart_lines   items folded from the instance's trigger events (sku -> name, price, quantity)
@@ -21,13 +26,18 @@ Tables (all in `headwater_journeys`):
 from __future__ import annotations
 
 import os
+import sqlite3
+from datetime import datetime
 from pathlib import Path
-
-import duckdb
 
 from headwater.config import Settings
 
-CATALOG = "headwater_journeys"
+CATALOG = "main"
+
+# Timestamps are stored as ISO text (naive UTC) and read back as datetimes; booleans as 0/1.
+sqlite3.register_adapter(datetime, lambda v: v.isoformat(sep=" "))
+sqlite3.register_converter("timestamp", lambda b: datetime.fromisoformat(b.decode()))
+sqlite3.register_converter("boolean", lambda b: b not in (b"0", b""))
 
 _DDL = (
     f"""create table if not exists {CATALOG}.instances (
@@ -59,7 +69,7 @@ _DDL = (
         instance_id varchar not null,
         sku varchar not null,
         name varchar,
-        price double,
+        price real,
         quantity integer not null
     )""",
     f"""create table if not exists {CATALOG}.outbox (
@@ -73,7 +83,7 @@ _DDL = (
         profile_id varchar,
         identifier_type varchar,
         identifier_value varchar,
-        fields json not null,
+        fields text not null,
         status varchar not null,
         attempts integer not null,
         due_at timestamp not null,
@@ -100,9 +110,9 @@ _DDL = (
         trigger_message_id varchar,
         occurred_at timestamp,
         due_at timestamp,
-        latency_ms double,
+        latency_ms real,
         recorded_at timestamp,
-        exported boolean not null default false
+        exported boolean not null default 0
     )""",
     f"""create table if not exists {CATALOG}.deliveries (
         source varchar,
@@ -123,13 +133,19 @@ _DDL = (
         error varchar,
         external_id varchar,
         attempted_at timestamp,
-        exported boolean not null default false
+        exported boolean not null default 0
     )""",
     f"""create table if not exists {CATALOG}.watermarks (
         source varchar primary key,
         received_at timestamp,
         seq bigint
     )""",
+    f"create index if not exists {CATALOG}.outbox_due on outbox (status, next_attempt_at)",
+    f"create index if not exists {CATALOG}.outbox_instance on outbox (instance_id)",
+    f"create index if not exists {CATALOG}.instances_status on instances (status)",
+    f"create index if not exists {CATALOG}.cart_lines_instance on cart_lines (instance_id)",
+    f"create index if not exists {CATALOG}.journal_unexported on journal (exported)",
+    f"create index if not exists {CATALOG}.deliveries_unexported on deliveries (exported)",
 )
 
 # Columns of the journal and deliveries tables that the activity feed carries.
@@ -146,27 +162,28 @@ DELIVERY_COLUMNS = (
 
 
 def journey_state_path(settings: Settings) -> Path:
-    """HEADWATER_JOURNEY_STATE_PATH, else `journey_state.duckdb` next to the warehouse."""
+    """HEADWATER_JOURNEY_STATE_PATH, else `journey_state.sqlite` next to the warehouse."""
     override = os.environ.get("HEADWATER_JOURNEY_STATE_PATH")
     if override:
         return Path(override).expanduser().resolve()
-    return settings.duckdb_path.parent / "journey_state.duckdb"
+    return settings.duckdb_path.parent / "journey_state.sqlite"
 
 
-def open_state(path: Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory connection with the journey state attached read-write (tables created)."""
+def open_state(path: Path) -> sqlite3.Connection:
+    """The journey state, read-write, tables created; the caller holds the fast-path lock."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(":memory:")
-    lit = "'" + str(path).replace("'", "''") + "'"
-    con.execute(f"attach {lit} as {CATALOG}")
+    con = sqlite3.connect(path, isolation_level=None, detect_types=sqlite3.PARSE_DECLTYPES,
+                          check_same_thread=False, timeout=30.0)
+    con.execute("pragma journal_mode=wal")
+    con.execute("pragma synchronous=full")
     for ddl in _DDL:
         con.execute(ddl)
     return con
 
 
-def open_state_read_only(path: Path) -> duckdb.DuckDBPyConnection:
-    """For readers (`headwater journey`): raises duckdb.IOException while a step holds it."""
-    con = duckdb.connect(":memory:")
-    lit = "'" + str(path).replace("'", "''") + "'"
-    con.execute(f"attach {lit} as {CATALOG} (read_only)")
-    return con
+def open_state_read_only(path: Path) -> sqlite3.Connection:
+    """For readers (`headwater journey`): works while the worker writes (WAL)."""
+    if not path.exists():
+        raise FileNotFoundError(f"No journey state at {path}: the fast path has not run yet.")
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                           detect_types=sqlite3.PARSE_DECLTYPES, check_same_thread=False)
