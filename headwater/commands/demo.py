@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 import duckdb
@@ -25,8 +26,12 @@ from headwater.commands.sync import _warehouse, syncs_file
 from headwater.config import Settings
 from headwater.dbt import run_dbt
 from headwater.demo import WorldStats, generate_world
+from headwater.measurement.report import write_report
 from headwater.snapshots import publish
 from headwater.warehouse import connect
+
+# The activity feed's staging and the measurement marts (dbt_project/models/.../measurement).
+MEASUREMENT_SELECTION = ("path:models/staging/activity", "path:models/marts/measurement")
 
 Section = Callable[[duckdb.DuckDBPyConnection, WorldStats], RenderableType | None]
 
@@ -146,6 +151,27 @@ def demo(customers: int, seed: int, as_of: str | None, skip_build: bool, no_sync
     if not skip_build and not no_sync:
         console.rule("Syncs to local stand-ins")
         console.print(sync_to_standins(settings))
+    if not skip_build:
+        console.rule("Report")
+        console.print(f"Report written to {measure_and_report(settings, when)}")
+
+
+def measure_and_report(settings: Settings, when: datetime) -> Path:
+    """Rebuild the measurement models (the syncs above just wrote to the activity feed),
+    publish them and write `headwater report`'s page; returns its path.
+
+    "Now" moves to the wall clock for these models only, so that sends made a moment ago (after
+    the world's as_of) count; the models upstream keep the world's as_of.
+    """
+    now = max(when, datetime.now(UTC).replace(tzinfo=None, microsecond=0))
+    run_dbt("build", ["--select", *MEASUREMENT_SELECTION,
+                      "--vars", json.dumps({"as_of": now.isoformat()})], settings)
+    con = connect(settings.duckdb_path, wait_seconds=30)
+    try:
+        publish(settings, con=con)
+    finally:
+        con.close()
+    return write_report(settings)
 
 
 def sync_to_standins(settings: Settings) -> Table:

@@ -85,3 +85,16 @@ def test_demo_syncs_reference_audiences_to_standins(tmp_path: Path) -> None:
         checked += bool(expected)
     # the cart journeys (5 syncs) always have members in a 300-customer world
     assert checked >= 5
+
+    # The demo ends by writing the report: the syncs' deliveries reached the activity feed, the
+    # measurement models and the report's chart.
+    from headwater.measurement.figures import load_figures
+
+    assert "Report written to" in out.output
+    html = (db.parent / "reports" / "headwater-report.html").read_text()
+    figures = load_figures(settings)
+    flows = {r["flow"] for r in figures.flows}
+    assert flows and flows <= {s.name for s in specs}
+    for flow in flows:
+        assert f'data-series="{flow}"' in html
+    assert figures.totals()["sends"] > 0
