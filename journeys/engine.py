@@ -31,7 +31,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -263,7 +263,8 @@ class FastPath:
                 con.executemany(
                     f"insert or replace into {CATALOG}.instances ({', '.join(INSTANCE_COLUMNS)})"
                     f" values ({', '.join('?' * len(INSTANCE_COLUMNS))})",
-                    [tuple(asdict(i).values()) for i in self._dirty.values()])
+                    [tuple(getattr(i, c) for c in INSTANCE_COLUMNS)
+                     for i in self._dirty.values()])
             if self._dirty_lines:
                 ids = list(self._dirty_lines)
                 con.executemany(f"delete from {CATALOG}.cart_lines where instance_id = ?",
@@ -655,13 +656,20 @@ class FastPath:
             return
         ended, self._ended = sorted(self._ended), set()
         rows = []
-        for instance_id in ended:
-            rows += self.con.execute(
-                f"""update {CATALOG}.outbox set status = 'cancelled', updated_at = ?
-                where instance_id = ? and status = 'pending' and action in ('send', 'add')
-                returning instance_id, step""",
-                [utc_now(), instance_id],
-            ).fetchall()
+        self.con.execute("begin")  # one commit (one fsync) for all of them
+        try:
+            for instance_id in ended:
+                rows += self.con.execute(
+                    f"""update {CATALOG}.outbox set status = 'cancelled', updated_at = ?
+                    where instance_id = ? and status = 'pending' and action in ('send', 'add')
+                    returning instance_id, step""",
+                    [utc_now(), instance_id],
+                ).fetchall()
+            self.con.execute("commit")
+        except BaseException:
+            self.con.execute("rollback")
+            self._ended |= set(ended)
+            raise
         for instance_id, step in rows:
             inst = self._instance(instance_id)
             self._note(inst, "step_cancelled", step, inst.end_reason or "ended", now)
@@ -784,15 +792,16 @@ class FastPath:
             ("deliveries", DELIVERY_COLUMNS, activity.append_deliveries),
         ):
             cur = self.con.execute(
-                f"select rowid, {', '.join(columns)} from {CATALOG}.{table} where exported = 0"
+                f"select rowid, {', '.join(columns)} from {CATALOG}.{table} where exported = 0 "
+                "order by rowid"
             )
             rows = cur.fetchall()
             if rows:
                 # A crash between the append and the update appends these rows again next
                 # time: readers deduplicate on the contract key.
                 append(self.activity_dir, [dict(zip(columns, r[1:], strict=True)) for r in rows])
-                self.con.executemany(f"update {CATALOG}.{table} set exported = 1 "
-                                     "where rowid = ?", [(r[0],) for r in rows])
+                self.con.execute(f"update {CATALOG}.{table} set exported = 1 "
+                                 "where exported = 0 and rowid <= ?", [rows[-1][0]])
                 written += len(rows)
         return written
 

@@ -51,7 +51,9 @@ class LandingSource:
         tables = []
         for path in self._files_since(landing.to_ns(mark)):
             try:
-                table = pq.read_table(path)
+                # ParquetFile.read: a third of read_table's cost on these one-group files
+                # (0.44 ms against 1.25 ms measured), which the fast path pays per file.
+                table = pq.ParquetFile(path).read(use_threads=False)
             except FileNotFoundError:
                 continue  # compaction merged it away; the merged file is listed next time
             tables.append(table.select(COLUMNS).cast(landing.EVENT_SCHEMA))
@@ -71,6 +73,8 @@ class LandingSource:
         folder of up to tens of thousands of names (compaction only merges files older than
         five minutes), so it avoids a Path object and a parse per name."""
         folder = self.landing_dir / landing.EVENTS
+        # No shortcut on the folder's mtime: it has the kernel's coarse clock (a few ms), so a
+        # rename in the same tick as the last listing would go unseen.
         names = []
         for name in os.listdir(folder):
             # <first ns:20>-<last ns:20>[...].parquet; hidden temporaries start with a dot
