@@ -30,6 +30,7 @@ import duckdb
 from activations import diff as diff_sql
 from activations import state
 from activations.activity_export import export_deliveries
+from activations.caps import CapLedger, CappedDestination
 from activations.config import Mode, SyncConfigError, SyncSpec, resolve_destination
 from activations.destinations import destination_class
 from activations.destinations.base import Action, Channel, Destination, DestinationConfigError
@@ -167,6 +168,7 @@ def run_sync(
     destination: Destination | None = None,
     ack_flush_rows: int = 20_000,
     activity_dir: Path | None = None,
+    caps: CapLedger | None = None,
 ) -> SyncResult:
     """Run one sync to completion (or until the destination stops answering).
 
@@ -175,6 +177,8 @@ def run_sync(
     `activity_dir`: the activity feed folder (headwater.activity.activity_dir) to which the
     delivery records of every finished pass not yet exported are appended; None exports
     nothing (they are exported by the next run that is given a folder).
+    `caps`: the frequency-cap ledger shared with journeys; an append-mode sync on a capped
+    channel reserves every message against it (activations/caps.py).
     """
     started = time.monotonic()
     prepared = prepare(con, spec)
@@ -196,6 +200,9 @@ def run_sync(
                    "finished by the next run after a crash")
         if destination is None:
             destination, http = build_destination(prepared, environ)
+        channel = prepared.plan.channel
+        if caps is not None and spec.mode == Mode.APPEND and channel.value in caps.caps:
+            destination = CappedDestination(destination, caps, channel, f"sync:{spec.name}")
         try:
             _passes(con, prepared, destination, full_resync, progress, ack_flush_rows, result)
         finally:

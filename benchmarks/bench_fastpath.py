@@ -9,7 +9,9 @@ time of its record minus the moment the client read `{"success": true}`. Both ar
 times on this machine.
 
 Baseline in the same run: the same pipeline at the same rate with no dbt build; the ratio
-shows what a concurrent build costs on 2 cores.
+shows what a concurrent build costs on 2 cores. The build runs under `nice -n 10` (batch work
+on a box shared with a latency-critical worker; dbt's 2 threads otherwise take both cores),
+and one more case runs it at the same priority as the worker, to show that cost too.
 """
 
 from __future__ import annotations
@@ -56,8 +58,10 @@ def _journeys(webhook_url: str) -> dict[str, Any]:
     return data
 
 
-def _headwater(*args: str, env: dict[str, str], **kw: Any) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([HEADWATER, *args], env=env, cwd=REPO,
+def _headwater(*args: str, env: dict[str, str], nice: int = 0,
+               **kw: Any) -> subprocess.Popen[bytes]:
+    prefix = ["nice", "-n", str(nice)] if nice else []
+    return subprocess.Popen([*prefix, HEADWATER, *args], env=env, cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
 
 
@@ -105,9 +109,29 @@ def _pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(len(values) * p))] if values else float("nan")
 
 
-def _case(tmp: Path, rate: float, seconds: float, with_build: bool, customers: int,
+def _drained(hook: StandinProcess, expected: int, seconds: float = 30.0) -> dict[str, Any]:
+    """The stand-in's state once every acknowledged event arrived, or nothing arrived for 3 s:
+    what is still missing then is reported as missing, not waited for forever."""
+    deadline = time.monotonic() + seconds
+    last, since = -1, time.monotonic()
+    while True:
+        state = hook.state()
+        count = sum(len(m["body"]["records"]) for m in state["messages"]
+                    if m["path"] == WELCOME)
+        if count >= expected or time.monotonic() > deadline:
+            return state
+        if count != last:
+            last, since = count, time.monotonic()
+        elif time.monotonic() - since > 3.0:
+            return state
+        time.sleep(0.2)
+
+
+def _case(tmp: Path, rate: float, seconds: float, build_nice: int | None, customers: int,
           warehouse_ready: bool) -> dict[str, Any]:
-    hook = StandinProcess("webhook", port=0, state_file=tmp / f"webhook-{rate}.json").start()
+    with_build = build_nice is not None
+    hook = StandinProcess("webhook", port=0,
+                          state_file=tmp / f"webhook-{rate}-{build_nice}.json").start()
     journeys = tmp / "journeys.yml"
     journeys.write_text(yaml.safe_dump(_journeys(hook.url)))
     env = {
@@ -116,9 +140,9 @@ def _case(tmp: Path, rate: float, seconds: float, with_build: bool, customers: i
         "HEADWATER_JOURNEYS_FILE": str(journeys),
         "HEADWATER_WRITE_KEY": KEY,
         "HEADWATER_WEBHOOK_SECRET": WebhookConfig().secret,
-        "HEADWATER_JOURNEY_STATE_PATH": str(tmp / f"journeys-{rate}-{with_build}.duckdb"),
-        "HEADWATER_LANDING_DIR": str(tmp / f"landing-{rate}-{with_build}"),
-        "HEADWATER_CAP_LEDGER_PATH": str(tmp / f"caps-{rate}-{with_build}.sqlite"),
+        "HEADWATER_JOURNEY_STATE_PATH": str(tmp / f"journeys-{rate}-{build_nice}.sqlite"),
+        "HEADWATER_LANDING_DIR": str(tmp / f"landing-{rate}-{build_nice}"),
+        "HEADWATER_CAP_LEDGER_PATH": str(tmp / f"caps-{rate}-{build_nice}.sqlite"),
     }
     if not warehouse_ready:
         subprocess.run([HEADWATER, "demo", "--customers",
@@ -138,14 +162,13 @@ def _case(tmp: Path, rate: float, seconds: float, with_build: bool, customers: i
             def loop() -> None:
                 nonlocal builder, builds
                 while not stop_builds.is_set():
-                    builder = _headwater("build", env=env)
+                    builder = _headwater("build", env=env, nice=build_nice or 0)
                     builder.wait()
                     builds += 1
             threading.Thread(target=loop, daemon=True).start()
             time.sleep(3.0)  # dbt is parsing and running models
-        acked = _load(url, rate, seconds, tag=f"r{int(rate)}{'b' if with_build else ''}")
-        time.sleep(1.0)
-        state = hook.state()
+        acked = _load(url, rate, seconds, tag=f"r{int(rate)}b{build_nice}")
+        state = _drained(hook, len(acked))
     finally:
         stop_builds.set()
         for proc in procs:
@@ -162,7 +185,11 @@ def _case(tmp: Path, rate: float, seconds: float, with_build: bool, customers: i
                 received.setdefault(record["fields"]["email"], message["received_at"])
     latencies = sorted((received[e] - t) * 1000 for e, t in acked.items() if e in received)
     return {
-        "case": f"{int(rate)}/s " + ("with dbt build" if with_build else "idle (baseline)"),
+        "case": f"{int(rate)}/s " + (
+            "idle (baseline)" if not with_build else
+            f"with dbt build (nice {build_nice})" if build_nice
+            else "with dbt build (same priority)"
+        ),
         "events_per_s": rate,
         "acknowledged": len(acked),
         "delivered": len(latencies),
@@ -182,8 +209,10 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="bench-fastpath-") as name:
         tmp = Path(name)
         ready = False
-        for rate, with_build in ((500.0, False), (200.0, True), (500.0, True)):
-            rows.append(_case(tmp, rate, seconds, with_build, customers, ready))
+        # The build runs niced (10), as batch work on a box shared with a latency-critical
+        # worker should; the last case shows what an un-niced build costs.
+        for rate, build_nice in ((500.0, None), (200.0, 10), (500.0, 10), (500.0, 0)):
+            rows.append(_case(tmp, rate, seconds, build_nice, customers, ready))
             ready = True
     base = rows[0]["p99_ms"]
     for row in rows:

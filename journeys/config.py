@@ -23,32 +23,17 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlglot import exp
 
-from activations.config import DestinationSpec, RetryPolicy
+from activations.caps import FrequencyCap
+from activations.config import DestinationSpec, RetryPolicy, parse_duration
 from activations.destinations.base import Channel
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_JOURNEYS_FILE = "journeys.yml"
 
 
 class JourneyConfigError(ValueError):
     """journeys.yml is wrong; the message names the file, the journey and the field."""
-
-
-def parse_duration(value: object) -> timedelta:
-    """`30m`, `2h`, `1.5d`, `0s`, or a number of seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(f"{value!r} is not a duration; write e.g. 30m, 2h, 1d, 0s")
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return timedelta(seconds=seconds)
 
 
 class StepKind(StrEnum):
@@ -203,20 +188,6 @@ class Journey(BaseModel):
     def lifetime(self) -> timedelta:
         """How long an instance lives after its last trigger (last step, or its removal)."""
         return max(s.after + (s.keep_for or timedelta(0)) for s in self.steps)
-
-
-class FrequencyCap(BaseModel):
-    """At most `max` messages on `channel` per profile in any window of `per`."""
-
-    model_config = ConfigDict(extra="forbid")
-    channel: Channel
-    max: int = Field(ge=1)
-    per: timedelta
-
-    @field_validator("per", mode="before")
-    @classmethod
-    def _duration(cls, value: object) -> object:
-        return parse_duration(value)
 
 
 class JourneysFile(BaseModel):

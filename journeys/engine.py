@@ -40,6 +40,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from activations.caps import CapLedger, cap_subject
 from activations.destinations.base import (
     Action,
     Channel,
@@ -50,7 +51,6 @@ from activations.destinations.base import (
 )
 from activations.templates import TemplateRenderError
 from headwater import activity
-from journeys.caps import CapLedger
 from journeys.clock import Clock, utc_now
 from journeys.config import Journey, JourneyConfigError, JourneysFile, Step, StepKind
 from journeys.dispatch import StepClient
@@ -832,7 +832,7 @@ def _in_holdout(journey: Journey, subject: tuple[str, str]) -> bool:
 
 
 def _cap_subject(inst: Instance) -> str:
-    return f"profile:{inst.profile_id}" if inst.profile_id else (
+    return cap_subject(inst.profile_id) if inst.profile_id else (
         f"{inst.identifier_type}:{inst.identifier_value}")
 
 

@@ -24,11 +24,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from activations.caps import CapLedger, ledger_path
 from activations.lock import SyncAlreadyRunningError, SyncLock
 from collector.config import default_landing_dir
 from headwater import activity, snapshots
 from headwater.config import Settings
-from journeys.caps import CapLedger, ledger_path
 from journeys.clock import Clock, SystemClock
 from journeys.config import journeys_path, load_journeys
 from journeys.engine import FastPath, StepResult
@@ -104,6 +104,12 @@ def open_fastpath(
             con.close()
     finally:
         lock.release()
+
+
+def open_cap_ledger(settings: Settings) -> CapLedger:
+    """The frequency-cap ledger with the caps of journeys.yml, for sync runs to share."""
+    locations = FastPathLocations.from_settings(settings)
+    return CapLedger(locations.ledger, load_journeys(locations.journeys_file).frequency_caps)
 
 
 def run_worker(

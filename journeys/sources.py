@@ -70,20 +70,18 @@ class LandingSource:
 
     def _files_since(self, mark_ns: int) -> list[Path]:
         """`landing.files_since` on plain strings: this runs every few milliseconds over a
-        folder of up to tens of thousands of names (compaction only merges files older than
-        five minutes), so it avoids a Path object and a parse per name."""
+        folder of tens of thousands of names (compaction only merges files older than five
+        minutes), so names are compared in C rather than parsed one by one. A collector file is
+        named `<first ns>-<last ns>.parquet` with first = last (one stamp per group commit), so
+        "last > mark" is "name > mark's 20 digits"; only compacted files span a range and are
+        parsed. No shortcut on the folder's mtime: it has the kernel's coarse clock (a few ms),
+        so a rename in the same tick as the last listing would go unseen."""
         folder = self.landing_dir / landing.EVENTS
-        # No shortcut on the folder's mtime: it has the kernel's coarse clock (a few ms), so a
-        # rename in the same tick as the last listing would go unseen.
-        names = []
-        for name in os.listdir(folder):
-            # <first ns:20>-<last ns:20>[...].parquet; hidden temporaries start with a dot
-            if len(name) >= 41 and name[20] == "-" and name.endswith(".parquet"):
-                last = name[21:41]
-                if last.isdigit() and int(last) > mark_ns and name != landing.SCHEMA_FILE:
-                    names.append(name)
+        threshold = f"{mark_ns:020d}-{mark_ns:020d}.parquet"
+        names = [n for n in os.listdir(folder) if n > threshold and n[0] != "."
+                 or "compacted" in n and n[0] != "." and int(n[21:41]) > mark_ns]
         names.sort()
-        return [folder / n for n in names]
+        return [folder / n for n in names if n.endswith(".parquet")]
 
 
 class TableSource:

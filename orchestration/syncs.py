@@ -25,6 +25,7 @@ from dagster_dbt import get_asset_key_for_model
 from activations.config import SyncSpec, load_syncs
 from activations.engine import SyncResult, run_sync
 from headwater.activity import activity_dir
+from journeys.runtime import open_cap_ledger
 from orchestration.resources import HeadwaterResource, Locations, reader_connection
 
 SYNC_GROUP = "syncs"
@@ -49,10 +50,16 @@ def execute_sync(locations: Locations, spec: SyncSpec) -> tuple[SyncResult, int]
 
     Returns the engine's result and the publish seq it read.
     """
-    with reader_connection(locations, state_wait_seconds=STATE_WAIT_SECONDS) as (con, manifest):
-        result = run_sync(con, spec, lock_dir=locations.settings.duckdb_path.parent,
-                          activity_dir=activity_dir(locations.settings))
-        return result, manifest.seq
+    caps = open_cap_ledger(locations.settings)
+    try:
+        with reader_connection(locations, state_wait_seconds=STATE_WAIT_SECONDS) as (
+            con, manifest,
+        ):
+            result = run_sync(con, spec, lock_dir=locations.settings.duckdb_path.parent,
+                              activity_dir=activity_dir(locations.settings), caps=caps)
+            return result, manifest.seq
+    finally:
+        caps.close()
 
 
 def sync_metadata(spec: SyncSpec, result: SyncResult, seq: int) -> dict[str, object]:

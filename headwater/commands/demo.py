@@ -8,6 +8,7 @@ connection and the WorldStats and returns a rich renderable, or None to skip its
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from headwater.demo import WorldStats, generate_world
 from headwater.measurement.report import write_report
 from headwater.snapshots import publish
 from headwater.warehouse import connect
+from journeys.runtime import open_cap_ledger
 
 # The activity feed's staging and the measurement marts (dbt_project/models/.../measurement).
 MEASUREMENT_SELECTION = ("path:models/staging/activity", "path:models/marts/measurement")
@@ -151,6 +153,10 @@ def demo(customers: int, seed: int, as_of: str | None, skip_build: bool, no_sync
     if not skip_build and not no_sync:
         console.rule("Syncs to local stand-ins")
         console.print(sync_to_standins(settings))
+        console.rule("Journeys, replayed over the world's last two weeks")
+        from headwater.demo.journeys import replay_journeys  # stand-ins: demo only
+
+        console.print(replay_journeys(settings, when))
     if not skip_build:
         console.rule("Report")
         console.print(f"Report written to {measure_and_report(settings, when)}")
@@ -195,11 +201,12 @@ def sync_to_standins(settings: Settings) -> Table:
     with DemoStandins.for_syncs(specs, settings.duckdb_path.parent / "standins") as standins:
         # The demo's own environment is left alone: URLs and test credentials go to run_sync.
         env = standins.environ(specs, base=os.environ)
-        with _warehouse(settings) as con:
+        with _warehouse(settings) as con, contextlib.closing(open_cap_ledger(settings)) as caps:
             for spec in specs:
                 try:
                     results.append(run_sync(con, spec, lock_dir=settings.duckdb_path.parent,
-                                            environ=env, activity_dir=activity_dir(settings)))
+                                            environ=env, activity_dir=activity_dir(settings),
+                                            caps=caps))
                 except SyncConfigError as exc:
                     raise click.ClickException(f"sync {spec.name}: {exc}") from exc
         states = standins.states()

@@ -29,6 +29,8 @@ from headwater.activity import activity_dir
 from headwater.config import Settings
 from headwater.snapshots import SnapshotError, reader_connection
 from headwater.warehouse import WarehouseBusyError
+from journeys.config import JourneyConfigError
+from journeys.runtime import open_cap_ledger
 
 
 def syncs_file(settings: Settings) -> Path:
@@ -170,11 +172,18 @@ def _run_one(
                             total=total)
 
         try:
+            caps = open_cap_ledger(settings)
+        except JourneyConfigError as exc:
+            console.print(f"[red]{spec.name}:[/red] frequency caps: {exc}")
+            return False
+        try:
             result = run_sync(con, spec, lock_dir=settings.duckdb_path.parent,
                               full_resync=full_resync, dry_run=dry_run, progress=report,
-                              activity_dir=activity_dir(settings))
+                              activity_dir=activity_dir(settings), caps=caps)
         except (SyncConfigError, SyncAlreadyRunningError) as exc:
             console.print(f"[red]{spec.name}:[/red] {exc}")
             return False
+        finally:
+            caps.close()
     _summary(console, result)
     return result.ok or dry_run

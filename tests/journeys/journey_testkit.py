@@ -16,13 +16,13 @@ from typing import Any
 import duckdb
 import yaml
 
+from activations.caps import CapLedger
 from activations.standins.meta import MetaStandin
 from activations.standins.twilio import TwilioStandin
 from activations.standins.webhook import WebhookStandin
 from headwater import snapshots
 from headwater.config import Settings
 from headwater.warehouse import create_raw_tables
-from journeys.caps import CapLedger
 from journeys.clock import ManualClock
 from journeys.config import parse_journeys
 from journeys.engine import FastPath

@@ -89,12 +89,18 @@ def test_demo_syncs_reference_audiences_to_standins(tmp_path: Path) -> None:
     # The demo ends by writing the report: the syncs' deliveries reached the activity feed, the
     # measurement models and the report's chart.
     from headwater.measurement.figures import load_figures
+    from journeys.config import load_journeys
 
     assert "Report written to" in out.output
     html = (db.parent / "reports" / "headwater-report.html").read_text()
     figures = load_figures(settings)
     flows = {r["flow"] for r in figures.flows}
-    assert flows and flows <= {s.name for s in specs}
+    journey_flows = {f"{j.name}.{st.name}" for j in load_journeys(
+        Path(__file__).parents[3] / "dbt_project" / "journeys.yml").journeys for st in j.steps}
+    assert flows and flows <= {s.name for s in specs} | journey_flows
+    # The journey replay over the world's last two weeks sent cart-abandonment emails.
+    assert "cart_abandonment.email" in flows
+    assert "Journeys, replayed" in out.output
     for flow in flows:
         assert f'data-series="{flow}"' in html
     assert figures.totals()["sends"] > 0

@@ -1,0 +1,106 @@
+"""`headwater demo`'s journey replay: the declared journeys run over the world's last days.
+
+The world's events already sit in raw.events with their historical received_at, so the demo
+replays them through the same `FastPath.step()` the worker runs, with a ManualClock moving in
+ticks from `as_of - days` to `as_of`, sending to local stand-ins. Two deliberate differences
+from live running, both because the published profiles are the world as of its end:
+`exit.on_profile_order` is off (a profile's last order may lie in the replay's future; the
+`Order Completed` events end instances at the right moment instead), and the journey state and
+cap ledger start empty on every demo run, like the warehouse.
+
+The world has no causal effect of messages built in (its orders were drawn before any journey
+ran), so the report's lift is an honest "no difference" with its interval.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from rich.table import Table
+
+from activations.caps import CapLedger
+from activations.lock import SyncLock
+from headwater.config import Settings
+from headwater.demo.standins import DemoStandins, standin_credentials
+from headwater.warehouse import connect
+from journeys.clock import ManualClock
+from journeys.config import JourneysFile, load_journeys
+from journeys.engine import FastPath, StepResult
+from journeys.profiles import ProfileLookup
+from journeys.runtime import LOCK_NAME, FastPathLocations
+from journeys.sources import TableSource
+from journeys.state import open_state
+
+
+def _replay_config(config: JourneysFile) -> JourneysFile:
+    journeys = [j.model_copy(update={"exit": j.exit.model_copy(update={"on_profile_order":
+                                                                        False})})
+                for j in config.journeys]
+    return config.model_copy(update={"journeys": journeys})
+
+
+def _environ(config: JourneysFile, standins: DemoStandins,
+             base: Mapping[str, str]) -> dict[str, str]:
+    env = dict(base)
+    for journey in config.journeys:
+        for step in journey.steps:
+            spec = step.action.destination
+            env[f"HEADWATER_{spec.kind.upper()}_BASE_URL"] = standins.processes[spec.kind].url
+            accepted = standin_credentials(spec.kind)
+            for cred, env_name in spec.credentials.items():
+                if cred in accepted:
+                    env[env_name] = accepted[cred]
+    return env
+
+
+def replay_journeys(settings: Settings, when: datetime, *, days: int = 14,
+                    tick: timedelta = timedelta(minutes=10)) -> Table:
+    """Run every journey over the world's last `days`; a table of what each step did."""
+    locations = FastPathLocations.from_settings(settings)
+    config = _replay_config(load_journeys(locations.journeys_file))
+    for path in (locations.state, locations.ledger):
+        for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name +
+                                                                               "-shm")):
+            stale.unlink(missing_ok=True)
+    start = when - timedelta(days=days)
+    kinds = sorted({s.action.destination.kind for j in config.journeys for s in j.steps})
+    totals = StepResult()
+    with SyncLock(locations.lock_dir, LOCK_NAME), \
+            DemoStandins(kinds, settings.duckdb_path.parent / "standins" / "journeys") as st:
+        # Read-write, like the rest of the demo: this process may still hold the file.
+        warehouse = connect(settings.duckdb_path, wait_seconds=30)
+        state = open_state(locations.state)
+        ledger = CapLedger(locations.ledger, config.frequency_caps)
+        clock = ManualClock(start)
+        events = (f"(select * from raw.events where received_at > "
+                  f"timestamp '{start.isoformat(sep=' ')}')")
+        fast = FastPath(state, config, TableSource(warehouse, events),
+                        ProfileLookup(locations.published), clock, ledger=ledger,
+                        activity_dir=locations.activity,
+                        environ=_environ(config, st, os.environ))
+        try:
+            moment = start
+            while moment < when:
+                moment = min(moment + tick, when)
+                clock.set(moment)
+                totals.add(fast.run_until_idle())
+            fast.flush_activity()
+            rows = state.execute(
+                """select journey, coalesce(step, ''), event, count(*) from journal
+                group by 1, 2, 3 order by 1, 2, 3"""
+            ).fetchall()
+        finally:
+            fast.close()
+            ledger.close()
+            state.close()
+            warehouse.close()
+    table = Table(title=f"Journeys replayed over the last {days} days "
+                  f"({totals.events:,} events, {totals.sent:,} sent)", title_justify="left")
+    for col in ("journey", "step", "decision", "count"):
+        table.add_column(col, justify="right" if col == "count" else "left")
+    for journey, step, event, count in rows:
+        table.add_row(journey, step, event, f"{count:,}")
+    return table
+
