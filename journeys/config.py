@@ -99,8 +99,10 @@ class Action(BaseModel):
     # destination field -> Jinja template over the context
     templates: dict[str, str] = Field(default_factory=dict)
     max_attempts: int = Field(default=5, ge=1, le=100)
-    retry: RetryPolicy = Field(default_factory=lambda: RetryPolicy(total=2, backoff_max=5.0,
-                                                                    timeout_seconds=10.0))
+    # In-request retries stay short: the worker steps every journey on one thread, so a slow
+    # vendor must not stall the others. The outbox retries across steps with backoff instead.
+    retry: RetryPolicy = Field(default_factory=lambda: RetryPolicy(
+        total=1, backoff_factor=0.05, backoff_max=1.0, timeout_seconds=5.0))
 
 
 class Step(BaseModel):

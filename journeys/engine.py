@@ -39,6 +39,7 @@ from typing import Any
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from activations.caps import CapLedger, cap_subject
 from activations.destinations.base import (
@@ -50,7 +51,7 @@ from activations.destinations.base import (
     TransientDestinationError,
 )
 from activations.templates import TemplateRenderError
-from headwater import activity
+from headwater import activity, snapshots
 from journeys.clock import Clock, utc_now
 from journeys.config import Journey, JourneyConfigError, JourneysFile, Step, StepKind
 from journeys.dispatch import StepClient
@@ -182,6 +183,8 @@ class FastPath:
         # Rows for the outbox (new intents) and answers to fold, written by the next _save.
         self._intents: list[list[Any]] = []
         self._answers: list[list[Any]] = []
+        # journey -> publish seq up to which its audience's change log was applied, to commit
+        self._audience_marks: dict[str, int] = {}
         self._dirty_lines: set[str] = set()
         self._seq = 0
         self._load()
@@ -226,7 +229,7 @@ class FastPath:
                 f"""select distinct o.instance_id from {CATALOG}.outbox o
                 join {CATALOG}.instances i on i.instance_id = o.instance_id
                 where o.status = 'pending' and o.action in ('send', 'add')
-                  and i.status <> 'active'"""
+                  and i.status = 'exited'"""
             ).fetchall()
         }
 
@@ -244,7 +247,8 @@ class FastPath:
         """Commit instance changes, intents, answers, journal, deliveries and the watermark in
         one transaction: one fsync per call, which is what a step's latency is made of."""
         if not (self._dirty or self._dirty_lines or self._journal or self._deliveries
-                or self._intents or self._answers or watermark is not None):
+                or self._intents or self._answers or self._audience_marks
+                or watermark is not None):
             return
         con = self.con
         con.execute("begin")
@@ -287,6 +291,11 @@ class FastPath:
                     f"insert or replace into {CATALOG}.watermarks values (?, ?, null)",
                     [self.source.name, watermark],
                 )
+            for journey_name, seq in self._audience_marks.items():
+                con.execute(
+                    f"insert or replace into {CATALOG}.watermarks values (?, null, ?)",
+                    [f"audience:{journey_name}", seq],
+                )
             con.execute("commit")
             if watermark is not None:
                 self._mark = watermark
@@ -297,6 +306,7 @@ class FastPath:
         finally:
             self._intents.clear()
             self._answers.clear()
+            self._audience_marks.clear()
             self._dirty.clear()
             self._dirty_lines.clear()
             self._journal.clear()
@@ -309,6 +319,7 @@ class FastPath:
         index = self.profiles.refresh()
         now = self.clock.now()
         mark = self._ingest(index, now, result)
+        self._audience_changes(now, result)
         self._plan(index, now, result)
         self._save(mark)  # intents are durable before any request is made
         self._save(self._ingest(index, now, result))  # exits win races
@@ -344,6 +355,44 @@ class FastPath:
                 self._trigger(journey, event, profile_id, index, now, result)
         result.events += table.num_rows
         return table.column("received_at")[-1].as_py()
+
+    def _audience_changes(self, now: datetime, result: StepResult) -> None:
+        """Audience-entry triggers: members who entered since the journey's cursor start it,
+        members who left end it. The first look only places the cursor (turning a journey on
+        does not message everyone already in the audience); a cursor older than the change
+        log's reach moves to the newest publish, entering no one (said in the journal)."""
+        manifest = self.profiles.manifest
+        journeys = [j for j in self.journeys.values() if j.trigger.audience]
+        if manifest is None or not journeys:
+            return
+        for journey in journeys:
+            audience = str(journey.trigger.audience).split(".")[-1]
+            row = self.con.execute(
+                f"select seq from {CATALOG}.watermarks where source = ?",
+                [f"audience:{journey.name}"],
+            ).fetchone()
+            cursor = row[0] if row else None
+            if cursor is not None and cursor >= manifest.seq:
+                continue
+            files = None if cursor is None else manifest.changes_after(audience, cursor)
+            self._audience_marks[journey.name] = manifest.seq
+            for change in files or ():
+                table = pq.read_table(self.profiles.published_dir / change.path,
+                                      columns=["profile_id", snapshots.CHANGE])
+                for pid, kind in zip(table.column(0).to_pylist(), table.column(1).to_pylist(),
+                                     strict=True):
+                    key = (journey.name, f"profile_id:{pid}")
+                    inst = self.active.get(key)
+                    if kind == "remove" and inst is not None:
+                        self._end(inst, "exited", f"left {audience}", now, None, now)
+                        result.exited += 1
+                    elif kind == "upsert" and inst is None:
+                        event = Event(message_id=f"{audience}:{change.seq}:{pid}",
+                                      name=f"entered {audience}",
+                                      at=now, received_at=now, identifiers={},
+                                      first_name=None, properties={})
+                        self._trigger(journey, event, str(pid), self.profiles.index, now,
+                                      result)
 
     def _parse(self, row: Mapping[str, Any]) -> Event | None:
         if row.get("type") != "track" or not row.get("event"):
@@ -399,7 +448,8 @@ class FastPath:
         inst.next_due_at, inst.updated_at = None, utc_now()
         self.active.pop((inst.journey, inst.entry_key), None)
         self.by_id.pop(inst.instance_id, None)
-        self._ended.add(inst.instance_id)
+        if status == "exited":  # a completed instance's last send is still to go out
+            self._ended.add(inst.instance_id)
         self._dirty[inst.instance_id] = inst
         self._note(inst, "exited" if status == "exited" else "completed", None, reason, at,
                    message_id=message_id)
@@ -651,7 +701,7 @@ class FastPath:
         )
 
     def _cancel_exited(self, now: datetime, result: StepResult) -> None:
-        """Pending sends and adds of instances that ended are cancelled, never sent."""
+        """Pending sends and adds of instances that exited are cancelled, never sent."""
         if not self._ended:
             return
         ended, self._ended = sorted(self._ended), set()

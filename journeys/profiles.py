@@ -62,10 +62,13 @@ class ProfileLookup:
     def __init__(self, published_dir: Path) -> None:
         self.published_dir = published_dir
         self.index = ProfileIndex()
+        # The manifest of the latest refresh (audience-entry triggers read its change log).
+        self.manifest: snapshots.Manifest | None = None
 
     def refresh(self) -> ProfileIndex:
         """Reload when a newer publish exists; cheap (one small JSON read) otherwise."""
         manifest = snapshots.read_manifest(self.published_dir)
+        self.manifest = manifest
         if manifest is None or manifest.seq == self.index.seq:
             return self.index
         self.index = _load(self.published_dir, manifest)

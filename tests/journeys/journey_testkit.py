@@ -88,8 +88,10 @@ class Harness:
         return mid
 
     def publish(self, profiles: Sequence[Mapping[str, Any]],
-                identities: Sequence[tuple[str, str, str]]) -> None:
-        """Publish customer_profiles and identity_map through the real publisher."""
+                identities: Sequence[tuple[str, str, str]],
+                audiences: Mapping[str, Sequence[str]] | None = None) -> None:
+        """Publish customer_profiles, identity_map and audiences (name -> member profile ids,
+        rows copied from the profiles) through the real publisher."""
         path = self.tmp / "warehouse.duckdb"
         con = duckdb.connect(str(path))
         try:
@@ -101,12 +103,17 @@ class Harness:
                             f"({', '.join('?' * len(row))})", list(row.values()))
             con.execute("create or replace table identity_map (identifier_type varchar, "
                         "identifier_value varchar, profile_id varchar)")
-            con.executemany("insert into identity_map values (?, ?, ?)", list(identities))
+            if identities:
+                con.executemany("insert into identity_map values (?, ?, ?)", list(identities))
+            for name, members in (audiences or {}).items():
+                con.execute(f"create or replace table {name} as select * from "
+                            "customer_profiles where profile_id in (select unnest(?))",
+                            [list(members)])
             settings = Settings(duckdb_path=path, target="duckdb",
                                 dbt_project_dir=Path("dbt_project"))
             with _env("HEADWATER_PUBLISHED_DIR", str(self.published)):
-                snapshots.publish(settings, con=con,
-                                  models=["customer_profiles", "identity_map"])
+                snapshots.publish(settings, con=con, models=[
+                    "customer_profiles", "identity_map", *(audiences or {})])
         finally:
             con.close()
 
