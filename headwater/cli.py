@@ -9,6 +9,7 @@ from headwater.commands.build import build
 from headwater.commands.collect import collect
 from headwater.commands.demo import demo
 from headwater.commands.fastpath import fastpath
+from headwater.commands.journey import journey
 from headwater.commands.report import report
 from headwater.commands.sync import sync
 from headwater.commands.ui import ui
@@ -24,6 +25,7 @@ cli.add_command(build)
 cli.add_command(collect)
 cli.add_command(demo)
 cli.add_command(fastpath)
+cli.add_command(journey)
 cli.add_command(audience)
 cli.add_command(report)
 cli.add_command(sync)

@@ -124,7 +124,7 @@ class Harness:
             self.fast.con.close()
         data = {**self.config_data, **overrides}
         config = parse_journeys(data)
-        con = open_state(self.tmp / "journey_state.duckdb")
+        con = open_state(self.tmp / "journey_state.sqlite")
         ledger = CapLedger(self.tmp / "caps.sqlite", config.frequency_caps)
         self.fast = FastPath(con, config, TableSource(self.raw), ProfileLookup(self.published),
                              self.clock, ledger=ledger, activity_dir=self.tmp / "activity",
