@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from journey_testkit import journeys_yaml
 
 from activations.standins.meta import MetaStandin
 from activations.standins.twilio import TwilioStandin
 from activations.standins.webhook import WebhookStandin
 from collector.config import CollectorConfig
 from collector.server import Collector
-from journey_testkit import journeys_yaml
 
 KEY = "crash-write-key"
 HEADWATER = str(Path(sys.executable).parent / "headwater")
