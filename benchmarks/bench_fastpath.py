@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -109,9 +110,21 @@ def _pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(len(values) * p))] if values else float("nan")
 
 
-def _drained(hook: StandinProcess, expected: int, seconds: float = 30.0) -> dict[str, Any]:
-    """The stand-in's state once every acknowledged event arrived, or nothing arrived for 3 s:
-    what is still missing then is reported as missing, not waited for forever."""
+def _outbox(state_path: Path) -> dict[str, int]:
+    """The worker's outbox by status (SQLite WAL: readable while the worker runs)."""
+    if not state_path.exists():
+        return {}
+    con = sqlite3.connect(f"file:{state_path}?mode=ro", uri=True)
+    try:
+        return dict(con.execute("select status, count(*) from outbox group by status"))
+    finally:
+        con.close()
+
+
+def _drained(hook: StandinProcess, expected: int, state_path: Path,
+             seconds: float = 90.0) -> dict[str, Any]:
+    """The stand-in's state once every acknowledged event arrived, or once the worker has
+    nothing pending and nothing arrived for 3 s; what is missing then is reported."""
     deadline = time.monotonic() + seconds
     last, since = -1, time.monotonic()
     while True:
@@ -122,7 +135,7 @@ def _drained(hook: StandinProcess, expected: int, seconds: float = 30.0) -> dict
             return state
         if count != last:
             last, since = count, time.monotonic()
-        elif time.monotonic() - since > 3.0:
+        elif time.monotonic() - since > 3.0 and not _outbox(state_path).get("pending"):
             return state
         time.sleep(0.2)
 
@@ -168,7 +181,8 @@ def _case(tmp: Path, rate: float, seconds: float, build_nice: int | None, custom
             threading.Thread(target=loop, daemon=True).start()
             time.sleep(3.0)  # dbt is parsing and running models
         acked = _load(url, rate, seconds, tag=f"r{int(rate)}b{build_nice}")
-        state = _drained(hook, len(acked))
+        state = _drained(hook, len(acked), Path(env["HEADWATER_JOURNEY_STATE_PATH"]))
+        outbox = _outbox(Path(env["HEADWATER_JOURNEY_STATE_PATH"]))
     finally:
         stop_builds.set()
         for proc in procs:
@@ -200,6 +214,8 @@ def _case(tmp: Path, rate: float, seconds: float, build_nice: int | None, custom
         "p99_ms": round(_pct(latencies, 0.99), 2),
         "max_ms": round(latencies[-1], 2) if latencies else None,
         "dbt_builds_during": builds if with_build else None,
+        # Intents by status at the end (pending = still retrying, dead = refused 5 times).
+        "outbox": ", ".join(f"{k} {v}" for k, v in sorted(outbox.items())),
     }
 
 
