@@ -180,7 +180,8 @@ def _case(tmp: Path, rate: float, seconds: float, build_nice: int | None, custom
                     builds += 1
             threading.Thread(target=loop, daemon=True).start()
             time.sleep(3.0)  # dbt is parsing and running models
-        acked = _load(url, rate, seconds, tag=f"r{int(rate)}b{build_nice}")
+        # Lower case: the fast path normalizes emails, and the receipt is matched on them.
+        acked = _load(url, rate, seconds, tag=f"r{int(rate)}n{build_nice or 0}")
         state = _drained(hook, len(acked), Path(env["HEADWATER_JOURNEY_STATE_PATH"]))
         outbox = _outbox(Path(env["HEADWATER_JOURNEY_STATE_PATH"]))
     finally:

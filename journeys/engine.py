@@ -26,6 +26,7 @@ Instance rules (decided here, documented in journeys.yml):
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import sqlite3
 import time
@@ -214,12 +215,20 @@ class FastPath:
             self.lines.setdefault(iid, {})[sku] = [name, price, qty]
         self.by_subject: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self.by_id: dict[str, Instance] = {i.instance_id: i for i in self.active.values()}
+        # (due, instance id) for every active instance: finding what is due costs what is due,
+        # not the number of instances. Entries go stale when a restart or a step moves the
+        # due time; a popped entry counts only if it still matches the instance.
+        self._due: list[tuple[datetime, str]] = [
+            (i.next_due_at, i.instance_id) for i in self.active.values() if i.next_due_at]
+        heapq.heapify(self._due)
         for key, inst in self.active.items():
             self._index(key, inst)
         row = self.con.execute(
-            f"select received_at from {CATALOG}.watermarks where source = ?", [self.source.name]
+            f"select received_at, files from {CATALOG}.watermarks where source = ?",
+            [self.source.name],
         ).fetchone()
         self._mark: datetime | None = row[0] if row else None
+        self.source.restore(row[1] if row else None)
         (self._seq,) = self.con.execute(
             f"select count(*) from {CATALOG}.journal"
         ).fetchone() or (0,)
@@ -232,6 +241,10 @@ class FastPath:
                   and i.status = 'exited'"""
             ).fetchall()
         }
+
+    def _schedule(self, inst: Instance) -> None:
+        if inst.next_due_at is not None and inst.status == "active":
+            heapq.heappush(self._due, (inst.next_due_at, inst.instance_id))
 
     def _index(self, key: tuple[str, str], inst: Instance) -> None:
         for kind in ("profile_id", "user_id", "anonymous_id", "email"):
@@ -288,12 +301,12 @@ class FastPath:
                     [tuple(r[c] for c in DELIVERY_COLUMNS) for r in self._deliveries])
             if watermark is not None:
                 con.execute(
-                    f"insert or replace into {CATALOG}.watermarks values (?, ?, null)",
-                    [self.source.name, watermark],
+                    f"insert or replace into {CATALOG}.watermarks values (?, ?, null, ?)",
+                    [self.source.name, watermark, self.source.checkpoint()],
                 )
             for journey_name, seq in self._audience_marks.items():
                 con.execute(
-                    f"insert or replace into {CATALOG}.watermarks values (?, null, ?)",
+                    f"insert or replace into {CATALOG}.watermarks values (?, null, ?, null)",
                     [f"audience:{journey_name}", seq],
                 )
             con.execute("commit")
@@ -354,7 +367,9 @@ class FastPath:
             for journey in self._triggers.get(event.name or "", ()):
                 self._trigger(journey, event, profile_id, index, now, result)
         result.events += table.num_rows
-        return table.column("received_at")[-1].as_py()
+        newest = table.column("received_at")[-1].as_py()
+        # A late-listed file may hold rows older than the watermark: it never moves back.
+        return max(newest, self._mark) if self._mark else newest
 
     def _audience_changes(self, now: datetime, result: StepResult) -> None:
         """Audience-entry triggers: members who entered since the journey's cursor start it,
@@ -509,6 +524,7 @@ class FastPath:
             result.restarted += 1
         inst.updated_at = utc_now()
         self._index(key, inst)
+        self._schedule(inst)
         self._dirty[inst.instance_id] = inst
         if event.name in CART_EVENTS:
             self._fold_cart(inst, event)
@@ -535,12 +551,16 @@ class FastPath:
 
     # ---- planning due steps -------------------------------------------------------------
     def _plan(self, index: ProfileIndex, now: datetime, result: StepResult) -> None:
-        due = [i for i in self.active.values() if i.next_due_at is not None and
-               i.next_due_at <= now]
+        due: dict[str, Instance] = {}
+        while self._due and self._due[0][0] <= now:
+            at, instance_id = heapq.heappop(self._due)
+            inst = self.by_id.get(instance_id)
+            if inst is not None and inst.next_due_at == at:
+                due[instance_id] = inst
         if not due:
             return
         groups: dict[tuple[str, int], list[Instance]] = {}
-        for inst in due:  # one step per instance per micro-batch: _advance keeps the spacing
+        for inst in due.values():  # one step per instance per micro-batch (_advance spaces)
             groups.setdefault((inst.journey, inst.next_step), []).append(inst)
         for (journey_name, step_index), insts in groups.items():
             self._plan_group(self.journeys[journey_name], step_index, insts, index, now, result)
@@ -610,6 +630,7 @@ class FastPath:
             keep = [s.keep_for for s in journey.steps if s.name in _members(inst) and s.keep_for]
             inst.next_due_at = now + max(keep) if keep else now
         inst.updated_at = utc_now()
+        self._schedule(inst)
         self._dirty[inst.instance_id] = inst
         if inst.next_step >= len(journey.steps) and not _members(inst):
             self._end(inst, "completed", "journey finished", now, None, now)

@@ -13,6 +13,7 @@ ago) resolve to no profile; the journey then uses the identifiers the events car
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,9 +65,19 @@ class ProfileLookup:
         self.index = ProfileIndex()
         # The manifest of the latest refresh (audience-entry triggers read its change log).
         self.manifest: snapshots.Manifest | None = None
+        self._stamp: tuple[int, int, int] | None = None
 
     def refresh(self) -> ProfileIndex:
-        """Reload when a newer publish exists; cheap (one small JSON read) otherwise."""
+        """Reload when a newer publish exists; one stat otherwise. The manifest is replaced by
+        rename, so a new publish is a new inode (mtime alone has a coarse clock)."""
+        try:
+            st = os.stat(self.published_dir / snapshots.MANIFEST_NAME)
+            stamp: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        if stamp is not None and stamp == self._stamp:
+            return self.index
+        self._stamp = stamp
         manifest = snapshots.read_manifest(self.published_dir)
         self.manifest = manifest
         if manifest is None or manifest.seq == self.index.seq:

@@ -9,13 +9,15 @@ Two sources, one contract (rows with raw.events' columns, received_at ascending)
   the caller provides (tests, the demo's replay); for a DuckDB file held by dbt, the caller opens
   it read-only per step and skips a busy step.
 
-Watermark semantics: the step stores the largest received_at it processed, in the same
-transaction as its decisions; a crash before that commit re-reads the same rows (decisions are
-idempotent per message), a crash after it never re-reads them.
+Watermark semantics: the step stores the largest received_at it processed (and the landing
+source's list of files read within its lookback window), in the same transaction as its
+decisions; a crash before that commit re-reads the same rows, a crash after it never re-reads
+them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import datetime
 from pathlib import Path
@@ -35,38 +37,72 @@ class EventSource(Protocol):
     name: str
 
     def read(self, after: datetime | None, until: datetime | None) -> pa.Table:
-        """Rows with after < received_at <= until (None: unbounded), received_at ascending."""
+        """New rows: received_at > after (and <= until), received_at ascending."""
         ...
+
+    def checkpoint(self) -> str | None:
+        """What the source must remember beside the watermark (stored in the same commit)."""
+        ...
+
+    def restore(self, token: str | None) -> None: ...
 
 
 class LandingSource:
+    """The collector's landing folder.
+
+    Why a lookback window: a directory listing is not atomic with respect to renames into the
+    folder (readdir walks a hash order; an entry renamed in behind its cursor is missed while
+    a later one ahead of it is returned), so "the file with the largest stamp has been read"
+    does not mean every earlier file was. Measured here: 3 events in 10,000 at 500/s were
+    lost that way. So each read lists files stamped within `window` before the watermark
+    too and skips the ones already read, which the source remembers (and the step stores
+    with the watermark: `checkpoint` / `restore`), so a late-seen file is read exactly once.
+    """
+
     name = "landing"
 
-    def __init__(self, landing_dir: Path) -> None:
+    def __init__(self, landing_dir: Path, window_seconds: float = 10.0) -> None:
         self.landing_dir = landing_dir
+        self.window_ns = int(window_seconds * 1e9)
         landing.ensure_layout(landing_dir)
+        self._seen: dict[str, int] = {}  # file name -> its last ns, within the window
+
+    def checkpoint(self) -> str:
+        return json.dumps(sorted(self._seen))
+
+    def restore(self, token: str | None) -> None:
+        names = json.loads(token) if token else []
+        self._seen = {n: int(n[21:41]) for n in names}
 
     def read(self, after: datetime | None, until: datetime | None) -> pa.Table:
-        mark = after or datetime(1970, 1, 1)
+        if until is not None:
+            raise ValueError("the landing source runs on the wall clock (the collector stamps "
+                             "received_at); use TableSource with an injected clock")
+        mark_ns = landing.to_ns(after) if after else 0
         tables = []
-        for path in self._files_since(landing.to_ns(mark)):
+        for path in self._files_since(mark_ns - self.window_ns):
+            if path.name in self._seen:
+                continue
             try:
                 # ParquetFile.read: a third of read_table's cost on these one-group files
                 # (0.44 ms against 1.25 ms measured), which the fast path pays per file.
                 table = pq.ParquetFile(path).read(use_threads=False)
             except FileNotFoundError:
                 continue  # compaction merged it away; the merged file is listed next time
-            tables.append(table.select(COLUMNS).cast(landing.EVENT_SCHEMA))
+            table = table.select(COLUMNS).cast(landing.EVENT_SCHEMA)
+            if "compacted" in path.name and after is not None:
+                # Merged old files: only what is past the watermark is new.
+                keep = pc.greater(table.column("received_at"),
+                                  pa.scalar(after, pa.timestamp("us")))
+                table = table.filter(keep)
+            self._seen[path.name] = int(path.name[21:41])
+            tables.append(table)
+        newest = max([mark_ns, *self._seen.values()])
+        self._seen = {n: ns for n, ns in self._seen.items() if ns > newest - self.window_ns}
         if not tables:
             return landing.EVENT_SCHEMA.empty_table()
         table = pa.concat_tables(tables)
-        received = table.column("received_at")
-        keep = pc.greater(received, pa.scalar(mark, pa.timestamp("us")))
-        if until is not None:
-            keep = pc.and_(keep, pc.less_equal(received, pa.scalar(until, pa.timestamp("us"))))
-        table = table.filter(keep)
         return table.sort_by([("received_at", "ascending"), ("message_id", "ascending")])
-
 
     def _files_since(self, mark_ns: int) -> list[Path]:
         """`landing.files_since` on plain strings: this runs every few milliseconds over a
@@ -77,6 +113,7 @@ class LandingSource:
         parsed. No shortcut on the folder's mtime: it has the kernel's coarse clock (a few ms),
         so a rename in the same tick as the last listing would go unseen."""
         folder = self.landing_dir / landing.EVENTS
+        mark_ns = max(mark_ns, 0)
         threshold = f"{mark_ns:020d}-{mark_ns:020d}.parquet"
         names = [n for n in os.listdir(folder) if n > threshold and n[0] != "."
                  or "compacted" in n and n[0] != "." and int(n[21:41]) > mark_ns]
@@ -92,6 +129,12 @@ class TableSource:
     def __init__(self, con: duckdb.DuckDBPyConnection, relation: str = "raw.events") -> None:
         self.con = con
         self.relation = relation
+
+    def checkpoint(self) -> str | None:
+        return None  # the watermark says it all: rows are read by one query
+
+    def restore(self, token: str | None) -> None:
+        pass
 
     def read(self, after: datetime | None, until: datetime | None) -> pa.Table:
         cols = ", ".join(

@@ -138,7 +138,8 @@ _DDL = (
     f"""create table if not exists {CATALOG}.watermarks (
         source varchar primary key,
         received_at timestamp,
-        seq bigint
+        seq bigint,
+        files text
     )""",
     f"create index if not exists {CATALOG}.outbox_due on outbox (status, next_attempt_at)",
     f"create index if not exists {CATALOG}.outbox_instance on outbox (instance_id)",

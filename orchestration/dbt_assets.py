@@ -89,6 +89,10 @@ class HeadwaterDbtTranslator(DagsterDbtTranslator):
             return "raw"
         fqn = dbt_resource_props.get("fqn") or []
         # fqn: [project, folder, (subfolder...), model]
+        if len(fqn) >= 4 and fqn[1:3] == ["marts", "measurement"]:
+            # Measurement reads the activity feed, not customer data: a group of its own keeps
+            # the marts graph readable.
+            return "measurement"
         if len(fqn) >= 3:
             return str(fqn[1])
         return "dbt"

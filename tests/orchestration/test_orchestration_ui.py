@@ -94,7 +94,8 @@ def test_ui_shows_models_syncs_and_sensors(dagster_ui: str) -> None:
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             # The global asset graph: one box per group (dbt folders, raw sources, syncs).
-            _open(page, f"{dagster_ui}/asset-groups", ["staging", "audiences", "syncs"],
+            _open(page, f"{dagster_ui}/asset-groups",
+                  ["staging", "audiences", "syncs", "journeys", "measurement"],
                   "ui-asset-graph.png")
             # dbt models in their group's graph.
             _open(page, f"{location}/marts", ["customer_profiles", "identity_map"],
@@ -104,10 +105,13 @@ def test_ui_shows_models_syncs_and_sensors(dagster_ui: str) -> None:
                   ["sync_state__winback_hook", "sync_state__cart_email_hook",
                    "audience_loyalty_winback"],
                   "ui-asset-graph-syncs.png")
+            # One asset per journey; the fast-path sensor reports their activity.
+            _open(page, f"{location}/journeys", ["cart_abandonment", "welcome"],
+                  "ui-asset-graph-journeys.png")
             # Sensors and schedules.
             _open(page, f"{dagster_ui}/automation",
                   ["audience_sensor__winback_hook", "audience_sensor__cart_email_hook",
-                   "alert_on_run_failure", "dbt_build_schedule"],
+                   "fastpath_sensor", "alert_on_run_failure", "dbt_build_schedule"],
                   "ui-automation.png")
         finally:
             browser.close()
