@@ -61,11 +61,12 @@ class LandingSource:
 
     name = "landing"
 
-    def __init__(self, landing_dir: Path, window_seconds: float = 10.0) -> None:
+    def __init__(self, landing_dir: Path, window_seconds: float = 2.0) -> None:
         self.landing_dir = landing_dir
         self.window_ns = int(window_seconds * 1e9)
         landing.ensure_layout(landing_dir)
         self._seen: dict[str, int] = {}  # file name -> its last ns, within the window
+        self._con = duckdb.connect()
 
     def checkpoint(self) -> str:
         return json.dumps(sorted(self._seen))
@@ -79,10 +80,40 @@ class LandingSource:
             raise ValueError("the landing source runs on the wall clock (the collector stamps "
                              "received_at); use TableSource with an injected clock")
         mark_ns = landing.to_ns(after) if after else 0
+        paths = self._files_since(mark_ns - self.window_ns)
         tables = []
-        for path in self._files_since(mark_ns - self.window_ns):
-            if path.name in self._seen:
-                continue
+        if len(paths) > 2:
+            # One DuckDB query reads many small files for about half of pyarrow's per-file cost
+            # (10 files: 3.6 ms against 6.0 ms measured).
+            try:
+                tables.append(self._con.execute(
+                    "select * exclude (filename), filename from read_parquet(?, filename = true)",
+                    [[str(p) for p in paths]],
+                ).to_arrow_table())
+            except duckdb.IOException:
+                tables = []  # a file vanished (compaction): read one by one below
+                self._read_each(paths, after, tables)
+            else:
+                self._seen.update((p.name, int(p.name[21:41])) for p in paths)
+                table = tables[0]
+                compacted = pc.match_substring(table.column("filename"), "-compacted")
+                if after is not None:
+                    old = pc.and_(compacted, pc.less_equal(
+                        table.column("received_at"), pa.scalar(after, pa.timestamp("us"))))
+                    table = table.filter(pc.invert(old))
+                tables = [table.select(COLUMNS).cast(landing.EVENT_SCHEMA)]
+        else:
+            self._read_each(paths, after, tables)
+        newest = max([mark_ns, *self._seen.values()])
+        self._seen = {n: ns for n, ns in self._seen.items() if ns > newest - self.window_ns}
+        if not tables:
+            return landing.EVENT_SCHEMA.empty_table()
+        table = pa.concat_tables(tables)
+        return table.sort_by([("received_at", "ascending"), ("message_id", "ascending")])
+
+    def _read_each(self, paths: list[Path], after: datetime | None,
+                   tables: list[pa.Table]) -> None:
+        for path in paths:
             try:
                 # ParquetFile.read: a third of read_table's cost on these one-group files
                 # (0.44 ms against 1.25 ms measured), which the fast path pays per file.
@@ -97,12 +128,6 @@ class LandingSource:
                 table = table.filter(keep)
             self._seen[path.name] = int(path.name[21:41])
             tables.append(table)
-        newest = max([mark_ns, *self._seen.values()])
-        self._seen = {n: ns for n, ns in self._seen.items() if ns > newest - self.window_ns}
-        if not tables:
-            return landing.EVENT_SCHEMA.empty_table()
-        table = pa.concat_tables(tables)
-        return table.sort_by([("received_at", "ascending"), ("message_id", "ascending")])
 
     def _files_since(self, mark_ns: int) -> list[Path]:
         """`landing.files_since` on plain strings: this runs every few milliseconds over a
@@ -117,8 +142,9 @@ class LandingSource:
         threshold = f"{mark_ns:020d}-{mark_ns:020d}.parquet"
         names = [n for n in os.listdir(folder) if n > threshold and n[0] != "."
                  or "compacted" in n and n[0] != "." and int(n[21:41]) > mark_ns]
-        names.sort()
-        return [folder / n for n in names if n.endswith(".parquet")]
+        seen = self._seen
+        names = sorted(n for n in names if n not in seen and n.endswith(".parquet"))
+        return [folder / n for n in names]
 
 
 class TableSource:
