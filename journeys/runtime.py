@@ -146,5 +146,5 @@ def run_worker(
             if max_seconds is not None and time.monotonic() - started >= max_seconds:
                 break
             if not one.active:
-                stop.wait(interval_seconds)
+                fast.source.wait(interval_seconds)
     return totals

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -29,8 +31,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from collector import landing
+from journeys.watch import DirectoryWatch
 
 COLUMNS = landing.EVENT_SCHEMA.names
+# With a directory watch, the folder is still listed this often (a safety net: the kernel may
+# drop watch events).
+RELIST_SECONDS = 1.0
 
 
 class EventSource(Protocol):
@@ -45,6 +51,10 @@ class EventSource(Protocol):
         ...
 
     def restore(self, token: str | None) -> None: ...
+
+    def wait(self, timeout: float) -> None:
+        """Idle until new events may be there, at most `timeout` seconds."""
+        ...
 
 
 class LandingSource:
@@ -66,7 +76,19 @@ class LandingSource:
         self.window_ns = int(window_seconds * 1e9)
         landing.ensure_layout(landing_dir)
         self._seen: dict[str, int] = {}  # file name -> its last ns, within the window
-        self._con = duckdb.connect()
+        # One thread: these reads are a few small files, and DuckDB's worker threads only add
+        # hand-offs on a machine whose cores the collector and dbt are using.
+        self._con = duckdb.connect(config={"threads": 1})
+        self._watch = DirectoryWatch.open(landing_dir / landing.EVENTS)
+        self._listed_at = 0.0  # monotonic time of the last full listing
+        self._pending: set[str] = set()  # names the watch reported, not yet read
+
+    def wait(self, timeout: float) -> None:
+        """Idle until a file lands (inotify) or `timeout` passes."""
+        if self._watch is not None:
+            self._watch.wait(timeout)
+        else:
+            time.sleep(timeout)
 
     def checkpoint(self) -> str:
         return json.dumps(sorted(self._seen))
@@ -140,8 +162,19 @@ class LandingSource:
         folder = self.landing_dir / landing.EVENTS
         mark_ns = max(mark_ns, 0)
         threshold = f"{mark_ns:020d}-{mark_ns:020d}.parquet"
-        names = [n for n in os.listdir(folder) if n > threshold and n[0] != "."
+        candidates: Iterable[str]
+        if self._watch is not None:
+            reported, overflow = self._watch.drain()
+            self._pending.update(reported)
+            if overflow or time.monotonic() - self._listed_at > RELIST_SECONDS:
+                candidates, self._listed_at = os.listdir(folder), time.monotonic()
+            else:
+                candidates = self._pending
+        else:
+            candidates = os.listdir(folder)
+        names = [n for n in candidates if n > threshold and n[0] != "."
                  or "compacted" in n and n[0] != "." and int(n[21:41]) > mark_ns]
+        self._pending.clear()
         seen = self._seen
         names = sorted(n for n in names if n not in seen and n.endswith(".parquet"))
         return [folder / n for n in names]
@@ -158,6 +191,9 @@ class TableSource:
 
     def checkpoint(self) -> str | None:
         return None  # the watermark says it all: rows are read by one query
+
+    def wait(self, timeout: float) -> None:
+        time.sleep(timeout)
 
     def restore(self, token: str | None) -> None:
         pass
