@@ -144,7 +144,7 @@ def _case(tmp: Path, rate: float, seconds: float, build_nice: int | None, custom
     journeys = tmp / "journeys.yml"
     journeys.write_text(yaml.safe_dump(_journeys(hook.url)))
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("HEADWATER_")},
         "HEADWATER_DUCKDB_PATH": str(tmp / "warehouse" / "headwater.duckdb"),
         "HEADWATER_JOURNEYS_FILE": str(journeys),
         "HEADWATER_WRITE_KEY": KEY,

@@ -37,7 +37,8 @@ def test_sigkill_mid_flight_loses_nothing_and_sends_nothing_twice(tmp_path: Path
         data = journeys_yaml(hook.url, twilio.url, meta.url)
         data["frequency_caps"] = []
         journeys.write_text(yaml.safe_dump(data))
-        env = {**os.environ,
+        # Hermetic: a HEADWATER_* variable another test left behind (a base URL) must not leak.
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("HEADWATER_")},
                "HEADWATER_DUCKDB_PATH": str(tmp_path / "warehouse" / "headwater.duckdb"),
                "HEADWATER_JOURNEYS_FILE": str(journeys),
                "HEADWATER_WEBHOOK_SECRET": hook.config.secret,
@@ -62,7 +63,7 @@ def test_sigkill_mid_flight_loses_nothing_and_sends_nothing_twice(tmp_path: Path
                     if session.post(collector.url + "/v1/track", json=body, auth=(KEY, ""),
                                     timeout=10).ok:
                         acked.append(email)
-                    time.sleep(0.01)
+                    time.sleep(0.02)  # ~10 s of load: room for several mid-flight kills
                 done.set()
 
             loader = threading.Thread(target=load)
@@ -71,7 +72,14 @@ def test_sigkill_mid_flight_loses_nothing_and_sends_nothing_twice(tmp_path: Path
             while not done.is_set() or kills < 3:
                 worker = subprocess.Popen([HEADWATER, "fastpath"], env=env,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                time.sleep(rng.uniform(0.4, 1.2))
+                # Kill it mid-flight: once it is delivering (its start-up takes seconds on a
+                # loaded machine), at a random moment a little later.
+                before = len(hook.messages())
+                deadline = time.monotonic() + 60
+                while len(hook.messages()) == before and time.monotonic() < deadline \
+                        and not done.is_set():
+                    time.sleep(0.01)
+                time.sleep(rng.uniform(0.0, 0.3))
                 os.kill(worker.pid, signal.SIGKILL)
                 worker.wait(10)
                 kills += 1

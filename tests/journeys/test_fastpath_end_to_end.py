@@ -4,6 +4,7 @@ stand-in; and the two drivers (worker and Dagster sensor) sharing one watermark.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -45,6 +46,8 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
             "TWILIO_AUTH_TOKEN": twilio.config.auth_token,
             "META_ACCESS_TOKEN": meta.config.access_token,
         }
+        for name in [n for n in os.environ if n.startswith("HEADWATER_")]:
+            monkeypatch.delenv(name)  # hermetic: nothing another test left behind
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         locations = FastPathLocations.from_settings(Settings.from_env())

@@ -14,6 +14,7 @@ from headwater.cli import cli
 
 def test_list_and_explain_read_the_live_state(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HEADWATER_JOURNEYS_FILE", raising=False)
     monkeypatch.setenv("HEADWATER_JOURNEY_STATE_PATH", str(tmp_path / "journey_state.sqlite"))
     with harness(tmp_path) as h:
         h.open()  # the fast path holds the state open, as the worker would
