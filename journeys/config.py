@@ -16,11 +16,19 @@ from collections.abc import Mapping
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import sqlglot
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlglot import exp
 
 from activations.caps import FrequencyCap
@@ -34,6 +42,16 @@ DEFAULT_JOURNEYS_FILE = "journeys.yml"
 
 class JourneyConfigError(ValueError):
     """journeys.yml is wrong; the message names the file, the journey and the field."""
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError("must be lower-case letters, digits and underscores")
+    return value
+
+
+# Journey and step names become parts of instance ids and idempotency keys: plain identifiers.
+Name = Annotated[str, AfterValidator(_check_name)]
 
 
 class StepKind(StrEnum):
@@ -107,7 +125,7 @@ class Action(BaseModel):
 
 class Step(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str
+    name: Name
     # Time after the (latest) trigger at which the step is due: 30m, 2h, 24h, 0s.
     after: timedelta
     # SQL boolean over the context (profile columns and cart_*); false skips this step only.
@@ -121,13 +139,6 @@ class Step(BaseModel):
     @classmethod
     def _duration(cls, value: object) -> object:
         return None if value is None else parse_duration(value)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError("must be lower-case letters, digits and underscores")
-        return value
 
     @model_validator(mode="after")
     def _one_action(self) -> Step:
@@ -150,7 +161,7 @@ class Step(BaseModel):
 
 class Journey(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str
+    name: Name
     description: str = ""
     trigger: Trigger
     exit: Exit = Field(default_factory=Exit)
@@ -159,13 +170,6 @@ class Journey(BaseModel):
     # After an instance ends, may the same key start a new one? (a new cart always can)
     reentry: bool = True
     steps: list[Step]
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError("must be lower-case letters, digits and underscores")
-        return value
 
     @model_validator(mode="after")
     def _steps(self) -> Journey:

@@ -55,6 +55,8 @@ def _broken(edit: Any) -> str:
                      "either `events:`", id="two-triggers"),
         pytest.param(lambda d: d["journeys"][1].update(name="cart_abandonment"),
                      "names must be unique", id="duplicate-name"),
+        pytest.param(lambda d: d["journeys"][0]["steps"][0].update(name="First Email"),
+                     "steps[First Email].name: Value error, must be lower-case", id="bad-name"),
         pytest.param(lambda d: d["journeys"][0].update(colour="red"),
                      "colour", id="unknown-field"),
         pytest.param(lambda d: d["journeys"][0]["steps"][0]["send"]["destination"].update(
