@@ -28,7 +28,7 @@ import requests
 import yaml
 
 from activations.identifiers import meta_hash
-from activations.standins import FaultPlan
+from activations.standins import Fault, FaultPlan
 from activations.standins.process import StandinProcess
 from activations.standins.webhook import WebhookStandin, webhook_signature
 from headwater.config import Settings
@@ -139,6 +139,11 @@ def _standins(rng: random.Random) -> Iterator[dict[str, StandinProcess]]:
     try:
         for p in procs.values():
             p.start()
+            # The random plan alone can miss a stand-in that sees few requests (Meta takes
+            # 10,000 rows per request: ~15 requests, so no fault in about 1 run in 10): every
+            # stand-in first answers one request with a 503 *after* applying it, the case
+            # that only idempotency keys survive.
+            p.script(Fault("5xx", phase="after", status=503), count=1)
         yield procs
     finally:
         for p in procs.values():

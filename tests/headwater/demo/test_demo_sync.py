@@ -4,6 +4,7 @@ each stand-in ends up holding exactly the consented members of its sync's audien
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,12 @@ def _expected(spec: SyncSpec, settings: Settings) -> set[str]:
 
 
 @pytest.mark.slow
-def test_demo_syncs_reference_audiences_to_standins(tmp_path: Path) -> None:
+def test_demo_syncs_reference_audiences_to_standins(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Hermetic: a HEADWATER_* variable another test left in this process (a published folder,
+    # an activity folder) would point the demo or the checks below at its files.
+    for name in [n for n in os.environ if n.startswith("HEADWATER_")]:
+        monkeypatch.delenv(name)
     db = tmp_path / "warehouse" / "headwater.duckdb"
     env = {"HEADWATER_DUCKDB_PATH": str(db), "HEADWATER_TARGET": None,
            "HEADWATER_PUBLISHED_DIR": None, "HEADWATER_STATE_PATH": None,
