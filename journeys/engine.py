@@ -414,7 +414,8 @@ class FastPath:
             return None
         traits = _obj(row.get("traits"))
         context = _obj(row.get("context"))
-        ctx_traits = context.get("traits") if isinstance(context.get("traits"), dict) else {}
+        raw_traits = context.get("traits")
+        ctx_traits: dict[str, Any] = raw_traits if isinstance(raw_traits, dict) else {}
         received = row["received_at"]
         at = row.get("timestamp") or received
         return Event(
