@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 
@@ -31,7 +31,14 @@ from activations import diff as diff_sql
 from activations import state
 from activations.activity_export import export_deliveries
 from activations.caps import CapLedger, CappedDestination
-from activations.config import Mode, SyncConfigError, SyncSpec, resolve_destination
+from activations.config import (
+    Mode,
+    RateLimit,
+    RetryPolicy,
+    SyncConfigError,
+    SyncSpec,
+    resolve_destination,
+)
 from activations.destinations import destination_class
 from activations.destinations.base import Action, Channel, Destination, DestinationConfigError
 from activations.http import HttpClient, HttpSettings
@@ -81,21 +88,30 @@ class PreparedSync:
     destination_cls: Any
 
 
+def consent_channel(kind: str, cls: Any, declared: Channel | None) -> Channel:
+    """The channel the consent gate checks: the destination's own, or the declared one for
+    destinations without one (webhooks). ValueError says what to declare."""
+    channel = declared or cls.channel
+    if channel is None:
+        raise ValueError(
+            f"destination kind {kind!r} reaches no fixed channel; declare "
+            "`channel: email|sms|ads|none` so the consent gate knows which consent to require"
+        )
+    if cls.channel is not None and declared is not None and declared != cls.channel:
+        raise ValueError(
+            f"{kind} is a {cls.channel.value} destination; remove `channel:` or set it to "
+            f"{cls.channel.value}"
+        )
+    return channel
+
+
 def prepare(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> PreparedSync:
     """Validate a sync against its destination and its audience's columns; compile templates."""
     cls = destination_class(spec.destination.kind)
-    channel = spec.channel or cls.channel
-    if channel is None:
-        raise SyncConfigError(
-            f"sync {spec.name}, field channel: destination kind {spec.destination.kind!r} "
-            "reaches no fixed channel; declare `channel: email|sms|ads|none` so the consent "
-            "gate knows which consent to require"
-        )
-    if cls.channel is not None and spec.channel is not None and spec.channel != cls.channel:
-        raise SyncConfigError(
-            f"sync {spec.name}, field channel: {spec.destination.kind} is a "
-            f"{cls.channel.value} destination; remove `channel:` or set it to {cls.channel.value}"
-        )
+    try:
+        channel = consent_channel(spec.destination.kind, cls, spec.channel)
+    except ValueError as exc:
+        raise SyncConfigError(f"sync {spec.name}, field channel: {exc}") from None
     if channel == Channel.ADS and spec.mode == Mode.UPSERT:
         raise SyncConfigError(
             f"sync {spec.name}, field mode: an ads sync must be `mirror` so that a consent "
@@ -130,25 +146,31 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> PreparedSync:
     return PreparedSync(spec, plan, mapper, cls)
 
 
+def http_client(
+    retry: RetryPolicy, rate: RateLimit | None, default_rate: tuple[float, int] | None
+) -> HttpClient:
+    """The HTTP layer for one destination: declared retries, and the declared rate limit or the
+    destination's default. Syncs and journey steps build theirs here."""
+    return HttpClient(
+        HttpSettings(
+            total_retries=retry.total,
+            backoff_factor=retry.backoff_factor,
+            backoff_max=retry.backoff_max,
+            backoff_jitter=retry.backoff_jitter,
+            timeout_seconds=retry.timeout_seconds,
+            rate=rate.requests_per_second if rate else (default_rate[0] if default_rate else None),
+            burst=rate.burst if rate else (default_rate[1] if default_rate else 1),
+        )
+    )
+
+
 def build_destination(
     prepared: PreparedSync, environ: Mapping[str, str] | None = None
 ) -> tuple[Destination, HttpClient]:
     spec = prepared.spec
     cls = prepared.destination_cls
     config = resolve_destination(spec, cls.default_base_url, environ)
-    rate = spec.rate_limit
-    default_rate = cls.default_rate_limit
-    http = HttpClient(
-        HttpSettings(
-            total_retries=spec.retry.total,
-            backoff_factor=spec.retry.backoff_factor,
-            backoff_max=spec.retry.backoff_max,
-            backoff_jitter=spec.retry.backoff_jitter,
-            timeout_seconds=spec.retry.timeout_seconds,
-            rate=rate.requests_per_second if rate else (default_rate[0] if default_rate else None),
-            burst=rate.burst if rate else (default_rate[1] if default_rate else 1),
-        )
-    )
+    http = http_client(spec.retry, spec.rate_limit, cls.default_rate_limit)
     try:
         return cls(config, http), http
     except DestinationConfigError as exc:
@@ -202,7 +224,9 @@ def run_sync(
             destination, http = build_destination(prepared, environ)
         channel = prepared.plan.channel
         if caps is not None and spec.mode == Mode.APPEND and channel.value in caps.caps:
-            destination = CappedDestination(destination, caps, channel, f"sync:{spec.name}")
+            # A Destination by shape; its vendor attributes are copied per instance.
+            destination = cast(Destination, CappedDestination(destination, caps, channel,
+                                                              f"sync:{spec.name}"))
         try:
             _passes(con, prepared, destination, full_resync, progress, ack_flush_rows, result)
         finally:

@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from collector import landing
 from headwater.config import Settings
 
 ACTIVITY_DIR_ENV = "HEADWATER_ACTIVITY_DIR"
@@ -110,7 +110,7 @@ def ensure_layout(folder: Path) -> None:
         sub = folder / kind
         sub.mkdir(parents=True, exist_ok=True)
         if not (sub / SCHEMA_FILE).exists():
-            _write_atomic(sub, SCHEMA_FILE, schema.empty_table())
+            landing.write_atomic(sub, SCHEMA_FILE, schema.empty_table())
 
 
 def append_deliveries(folder: Path, rows: Rows) -> Path | None:
@@ -137,7 +137,7 @@ def append(folder: Path, kind: str, rows: Rows) -> Path | None:
         return None
     ensure_layout(folder)
     name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
-    return _write_atomic(folder / kind, name, table)
+    return landing.write_atomic(folder / kind, name, table)
 
 
 def read_sql(folder: Path, kind: str) -> str:
@@ -171,19 +171,3 @@ def _naive(row: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, datetime) and value.tzinfo is not None:
             row[key] = value.astimezone(UTC).replace(tzinfo=None)
     return row
-
-
-def _write_atomic(folder: Path, name: str, table: pa.Table) -> Path:
-    final = folder / name
-    tmp = folder / f".{name}.tmp"
-    with open(tmp, "wb") as handle:
-        pq.write_table(table, handle, compression="zstd")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, final)
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)  # the rename itself survives power loss, not only a process crash
-    finally:
-        os.close(fd)
-    return final

@@ -16,7 +16,8 @@ from activations.destinations.base import (
     Destination,
     DestinationConfigError,
 )
-from activations.http import HttpClient, HttpSettings
+from activations.engine import consent_channel, http_client
+from activations.http import HttpClient
 from activations.templates import CompiledTemplates, compile_templates
 from journeys.config import Journey, JourneyConfigError, Step
 
@@ -29,18 +30,10 @@ class StepClient:
         action = step.action
         self.action = action
         self.cls = destination_class(action.destination.kind)
-        channel = action.channel or self.cls.channel
-        if channel is None:
-            raise JourneyConfigError(
-                f"{self.owner}: destination kind {action.destination.kind!r} reaches no fixed "
-                "channel; declare `channel: email|sms|ads|none` so the consent gate knows which "
-                "consent to require"
-            )
-        if self.cls.channel is not None and action.channel not in (None, self.cls.channel):
-            raise JourneyConfigError(
-                f"{self.owner}: {action.destination.kind} is a {self.cls.channel.value} "
-                "destination; remove `channel:`"
-            )
+        try:
+            channel = consent_channel(action.destination.kind, self.cls, action.channel)
+        except ValueError as exc:
+            raise JourneyConfigError(f"{self.owner}, field channel: {exc}") from None
         self.channel: Channel = channel
         try:
             self.templates: CompiledTemplates = compile_templates(self.owner, action.templates)
@@ -55,19 +48,7 @@ class StepClient:
             config = resolve_destination_spec(
                 self.owner, self.action.destination, self.cls.default_base_url, environ
             )
-            retry = self.action.retry
-            rate = self.cls.default_rate_limit
-            self._http = HttpClient(
-                HttpSettings(
-                    total_retries=retry.total,
-                    backoff_factor=retry.backoff_factor,
-                    backoff_max=retry.backoff_max,
-                    backoff_jitter=retry.backoff_jitter,
-                    timeout_seconds=retry.timeout_seconds,
-                    rate=rate[0] if rate else None,
-                    burst=rate[1] if rate else 1,
-                )
-            )
+            self._http = http_client(self.action.retry, None, self.cls.default_rate_limit)
             try:
                 self._destination = self.cls(config, self._http)
             except DestinationConfigError as exc:

@@ -188,6 +188,8 @@ class FastPath:
         self._audience_marks: dict[str, int] = {}
         self._dirty_lines: set[str] = set()
         self._seq = 0
+        # In-memory DuckDB that evaluates step conditions (SQL) over due instances' contexts.
+        self._sql = duckdb.connect()
         self._load()
 
     # ---- loading and saving -------------------------------------------------------------
@@ -686,7 +688,7 @@ class FastPath:
         rows = [{k: _jsonable_scalar(v) for k, v in c.items() if not k.startswith("_")
                  and k != "cart_items"} for c in contexts]
         table = pa.Table.from_pylist(rows)
-        con = duckdb.connect()
+        con = self._sql
         try:
             con.register("ctx", table)
             got = con.execute(f"select coalesce(({step.condition}), false) from ctx").fetchall()
@@ -697,7 +699,7 @@ class FastPath:
                 " cart_value, entered_at, triggered_at."
             ) from None
         finally:
-            con.close()
+            con.unregister("ctx")
         return [bool(r[0]) for r in got]
 
     # ---- outbox and dispatch ------------------------------------------------------------
@@ -880,6 +882,7 @@ class FastPath:
     def close(self) -> None:
         for client in self.clients.values():
             client.close()
+        self._sql.close()
 
 
 _OUTBOX_COLUMNS = (
@@ -888,8 +891,6 @@ _OUTBOX_COLUMNS = (
     "due_at", "ready_at", "next_attempt_at", "response_code", "error", "external_id",
     "created_at", "updated_at",
 )
-_ANSWER_COLUMNS = ("idempotency_key", "status", "attempts", "response_code", "error",
-                   "external_id", "next_attempt_at")
 
 
 def _members(inst: Instance) -> list[str]:

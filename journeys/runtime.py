@@ -20,7 +20,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,7 +119,7 @@ def run_worker(
     flush_seconds: float = 1.0,
     stop: threading.Event | None = None,
     max_seconds: float | None = None,
-    on_step: object = None,
+    on_step: Callable[[StepResult], None] | None = None,
 ) -> StepResult:
     """Step until `stop` is set (or SIGTERM/SIGINT, or `max_seconds`); returns the totals.
 
@@ -138,7 +138,7 @@ def run_worker(
         while not stop.is_set():
             one = fast.step()
             totals.add(one)
-            if callable(on_step):
+            if on_step is not None:
                 on_step(one)
             if time.monotonic() - last_flush >= flush_seconds:
                 fast.flush_activity()

@@ -30,6 +30,7 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 
+from headwater import activity
 from headwater.config import Settings
 
 CATALOG = "main"
@@ -149,17 +150,10 @@ _DDL = (
     f"create index if not exists {CATALOG}.deliveries_unexported on deliveries (exported)",
 )
 
-# Columns of the journal and deliveries tables that the activity feed carries.
-JOURNAL_COLUMNS = (
-    "event_id", "journey", "instance_id", "entry_key", "profile_id", "identifier_type",
-    "identifier_value", "holdout", "event", "step", "reason", "trigger_message_id",
-    "occurred_at", "due_at", "latency_ms", "recorded_at",
-)
-DELIVERY_COLUMNS = (
-    "source", "flow", "journey", "step", "channel", "destination", "run_id", "idempotency_key",
-    "profile_id", "identifier_type", "identifier_value", "action", "status", "attempt",
-    "response_code", "error", "external_id", "attempted_at",
-)
+# Columns of the journal and deliveries tables that the activity feed carries: the feed's
+# contract, so the two cannot drift apart.
+JOURNAL_COLUMNS = tuple(activity.JOURNEY_EVENT_SCHEMA.names)
+DELIVERY_COLUMNS = tuple(activity.DELIVERY_SCHEMA.names)
 
 
 def journey_state_path(settings: Settings) -> Path:

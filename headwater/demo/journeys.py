@@ -15,7 +15,6 @@ ran), so the report's lift is an honest "no difference" with its interval.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from rich.table import Table
@@ -23,7 +22,7 @@ from rich.table import Table
 from activations.caps import CapLedger
 from activations.lock import SyncLock
 from headwater.config import Settings
-from headwater.demo.standins import DemoStandins, standin_credentials
+from headwater.demo.standins import DemoStandins
 from headwater.warehouse import connect
 from journeys.clock import ManualClock
 from journeys.config import JourneysFile, load_journeys
@@ -39,20 +38,6 @@ def _replay_config(config: JourneysFile) -> JourneysFile:
                                                                         False})})
                 for j in config.journeys]
     return config.model_copy(update={"journeys": journeys})
-
-
-def _environ(config: JourneysFile, standins: DemoStandins,
-             base: Mapping[str, str]) -> dict[str, str]:
-    env = dict(base)
-    for journey in config.journeys:
-        for step in journey.steps:
-            spec = step.action.destination
-            env[f"HEADWATER_{spec.kind.upper()}_BASE_URL"] = standins.processes[spec.kind].url
-            accepted = standin_credentials(spec.kind)
-            for cred, env_name in spec.credentials.items():
-                if cred in accepted:
-                    env[env_name] = accepted[cred]
-    return env
 
 
 def replay_journeys(settings: Settings, when: datetime, *, days: int = 14,
@@ -79,7 +64,9 @@ def replay_journeys(settings: Settings, when: datetime, *, days: int = 14,
         fast = FastPath(state, config, TableSource(warehouse, events),
                         ProfileLookup(locations.published), clock, ledger=ledger,
                         activity_dir=locations.activity,
-                        environ=_environ(config, st, os.environ))
+                        environ=st.destinations_environ(
+                            [s.action.destination for j in config.journeys for s in j.steps],
+                            os.environ))
         try:
             moment = start
             while moment < when:

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from activations.config import SyncSpec
+from activations.config import DestinationSpec, SyncSpec
 from activations.standins import REGISTRY, standin_class
 from activations.standins.process import StandinProcess
 
@@ -83,12 +83,17 @@ class DemoStandins:
     def environ(self, specs: Sequence[SyncSpec], base: Mapping[str, str] | None = None
                 ) -> dict[str, str]:
         """`base` plus base URLs and test credentials for `specs` (the stand-ins' own values)."""
+        return self.destinations_environ([s.destination for s in specs], base)
+
+    def destinations_environ(self, destinations: Sequence[DestinationSpec],
+                             base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """`environ` for any destination declarations (syncs' or journey steps')."""
         env = dict(base or {})
-        for spec in specs:
-            kind = spec.destination.kind
+        for destination in destinations:
+            kind = destination.kind
             env[f"HEADWATER_{kind.upper()}_BASE_URL"] = self.processes[kind].url
             accepted = standin_credentials(kind)
-            for cred, env_name in spec.destination.credentials.items():
+            for cred, env_name in destination.credentials.items():
                 if cred in accepted:
                     env[env_name] = accepted[cred]
         return env
