@@ -23,7 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +31,10 @@ import yaml
 
 from activations.standins.process import StandinProcess
 from activations.standins.webhook import WebhookConfig
+from benchmarks.loadgen import run_load
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "bench-key"
-CLIENTS = 4
 WELCOME = "/headwater/journeys/welcome"
 # The console script installed next to this interpreter (the README's .venv/bin/headwater).
 HEADWATER = str(Path(sys.executable).parent / "headwater")
@@ -69,35 +68,6 @@ def _wait_http(url: str, seconds: float = 30.0) -> None:
         except requests.ConnectionError:
             time.sleep(0.05)
     raise RuntimeError(f"{url} did not come up")
-
-
-def _load(url: str, rate: float, seconds: float, tag: str) -> dict[str, float]:
-    """Send `rate` events/s for `seconds`; email -> acknowledgement wall time."""
-    acked: dict[str, float] = {}
-    lock = threading.Lock()
-    per_client = rate / CLIENTS
-    start = time.perf_counter() + 0.2
-
-    def client(n: int) -> None:
-        session = requests.Session()
-        for i in range(int(per_client * seconds)):
-            delay = start + (i + n / CLIENTS) / per_client - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            email = f"{tag}-{n}-{i}@bench.example.com"
-            body = {"type": "track", "event": "Signed Up", "messageId": str(uuid.uuid4()),
-                    "anonymousId": f"a-{tag}-{n}-{i}", "context": {"traits": {"email": email}}}
-            r = session.post(url + "/v1/track", json=body, auth=(KEY, ""), timeout=10)
-            if r.ok:
-                with lock:
-                    acked[email] = time.time()
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(seconds + 60)
-    return acked
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -184,7 +154,8 @@ def _case(tmp: Path, rate: float, seconds: float, build_nice: int | None, custom
             threading.Thread(target=loop, daemon=True).start()
             time.sleep(3.0)  # dbt is parsing and running models
         # Lower case: the fast path normalizes emails, and the receipt is matched on them.
-        acked = _load(url, rate, seconds, tag=f"r{int(rate)}n{build_nice or 0}")
+        load = run_load(url, KEY, rate, seconds, tag=f"r{int(rate)}n{build_nice or 0}")
+        acked = load.acked
         state = _drained(hook, len(acked), Path(env["HEADWATER_JOURNEY_STATE_PATH"]))
         outbox = _outbox(Path(env["HEADWATER_JOURNEY_STATE_PATH"]))
     finally:
@@ -209,10 +180,14 @@ def _case(tmp: Path, rate: float, seconds: float, build_nice: int | None, custom
             else "with dbt build (same priority)"
         ),
         "events_per_s": rate,
+        # What the generator really offered: a run that fell behind its schedule says so.
+        "offered_per_s": round(load.sent / load.seconds, 1) if load.seconds else None,
+        "send_lag_p99_ms": round(load.lag_p99_ms, 2),
+        "refused": load.failed,
         "acknowledged": len(acked),
         "delivered": len(latencies),
         "missing": len(acked) - len(latencies),
-        "throughput_per_s": round(len(latencies) / seconds, 1),
+        "throughput_per_s": round(len(latencies) / load.seconds, 1) if load.seconds else None,
         "p50_ms": round(_pct(latencies, 0.50), 2),
         "p95_ms": round(_pct(latencies, 0.95), 2),
         "p99_ms": round(_pct(latencies, 0.99), 2),
