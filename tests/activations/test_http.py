@@ -110,3 +110,17 @@ def test_token_bucket_spaces_requests():
 )
 def test_reset_delay(headers, expected):
     assert reset_delay(headers, now=1_000_000_000) == expected
+
+
+def test_proxy_from_the_environment_is_honoured(server, monkeypatch):
+    """The client reads the environment once, but a proxy set there still carries requests:
+    the destination here is unroutable (TEST-NET-2), so only the proxy can answer."""
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
+                 "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    monkeypatch.setenv("http_proxy", server.url)
+    response = _client(total_retries=0, timeout_seconds=5).request(
+        "POST", "http://198.51.100.7/x", data=b"{}")
+    assert response.status_code == 200
+    assert len(server.request_times) == 1
