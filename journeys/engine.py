@@ -333,11 +333,14 @@ class FastPath:
         result = StepResult()
         index = self.profiles.refresh()
         now = self.clock.now()
-        mark = self._ingest(index, now, result)
+        mark = self._ingest(index, now, result, self._mark)
         self._audience_changes(now, result)
         self._plan(index, now, result)
-        self._save(mark)  # intents are durable before any request is made
-        self._save(self._ingest(index, now, result))  # exits win races
+        # Exits win races: what landed while planning is read before anything is sent. One
+        # commit then makes the intents, the exits and the watermark durable together, before
+        # any request is made (a commit is most of an idle step's cost).
+        mark = self._ingest(index, now, result, mark or self._mark) or mark
+        self._save(mark)
         self._cancel_exited(now, result)
         self._dispatch(now, result)
         mark = self.watermark()
@@ -354,10 +357,11 @@ class FastPath:
                 break
         return total
 
-    def _ingest(self, index: ProfileIndex, now: datetime,
-                result: StepResult) -> datetime | None:
-        """Apply new events to instances (in memory); returns the watermark to commit."""
-        table = self.source.read(self._mark, None if self.clock.is_wall else now)
+    def _ingest(self, index: ProfileIndex, now: datetime, result: StepResult,
+                after: datetime | None) -> datetime | None:
+        """Apply events received after `after` to instances (in memory); returns the watermark
+        to commit, or None when nothing new arrived."""
+        table = self.source.read(after, None if self.clock.is_wall else now)
         if table.num_rows == 0:
             return None
         events = [e for e in (self._parse(r) for r in table.to_pylist()) if e is not None]
@@ -371,7 +375,7 @@ class FastPath:
         result.events += table.num_rows
         newest = table.column("received_at")[-1].as_py()
         # A late-listed file may hold rows older than the watermark: it never moves back.
-        return max(newest, self._mark) if self._mark else newest
+        return max(newest, after) if after else newest
 
     def _audience_changes(self, now: datetime, result: StepResult) -> None:
         """Audience-entry triggers: members who entered since the journey's cursor start it,
@@ -883,6 +887,7 @@ class FastPath:
         for client in self.clients.values():
             client.close()
         self._sql.close()
+        self.profiles.close()
 
 
 _OUTBOX_COLUMNS = (

@@ -13,7 +13,9 @@ ago) resolve to no profile; the journey then uses the identifiers the events car
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ from headwater import snapshots
 
 # Order in which an event's identifiers pick its profile (the most specific first).
 LOOKUP_ORDER = ("user_id", "email", "phone", "anonymous_id")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,18 +61,34 @@ class ProfileIndex:
 
 
 class ProfileLookup:
-    """Keeps a ProfileIndex in step with the published manifest."""
+    """Keeps a ProfileIndex in step with the published manifest.
 
-    def __init__(self, published_dir: Path) -> None:
+    `background`: load a new publish in a thread and swap it in when complete, for the
+    long-lived worker. Building the index is seconds at a million customers (a dict entry per
+    identifier), and a worker that stopped for it would hold every event in that window; with
+    the swap, events keep flowing on the previous publish until the new one is whole. The first
+    load blocks (there is nothing to serve before it), and so does every load when `background`
+    is off (tests and the sensor's batch ticks, which want the newest publish at once).
+    """
+
+    def __init__(self, published_dir: Path, *, background: bool = False) -> None:
         self.published_dir = published_dir
+        self.background = background
         self.index = ProfileIndex()
-        # The manifest of the latest refresh (audience-entry triggers read its change log).
+        # The manifest of the index in use (audience-entry triggers read its change log).
         self.manifest: snapshots.Manifest | None = None
         self._stamp: tuple[int, int, int] | None = None
+        self._loader: threading.Thread | None = None
+        self._loaded: tuple[snapshots.Manifest, ProfileIndex] | None = None
+        self._load_error: BaseException | None = None
 
     def refresh(self) -> ProfileIndex:
         """Reload when a newer publish exists; one stat otherwise. The manifest is replaced by
         rename, so a new publish is a new inode (mtime alone has a coarse clock)."""
+        if self._loader is not None:
+            if self._loader.is_alive():
+                return self.index
+            self._finish_background_load()
         try:
             st = os.stat(self.published_dir / snapshots.MANIFEST_NAME)
             stamp: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
@@ -79,11 +98,42 @@ class ProfileLookup:
             return self.index
         self._stamp = stamp
         manifest = snapshots.read_manifest(self.published_dir)
-        self.manifest = manifest
         if manifest is None or manifest.seq == self.index.seq:
+            self.manifest = manifest
             return self.index
-        self.index = _load(self.published_dir, manifest)
+        if self.background and self.index.seq:
+            self._loader = threading.Thread(
+                target=self._load_in_background, args=(manifest,), name="profile-index",
+                daemon=True)
+            self._loader.start()
+            return self.index
+        self.index, self.manifest = _load(self.published_dir, manifest), manifest
         return self.index
+
+    def close(self) -> None:
+        if self._loader is not None:
+            self._loader.join()
+
+    def _load_in_background(self, manifest: snapshots.Manifest) -> None:
+        try:
+            self._loaded = (manifest, _load(self.published_dir, manifest))
+        except BaseException as exc:  # handed to the stepping thread, which decides
+            self._load_error = exc
+
+    def _finish_background_load(self) -> None:
+        assert self._loader is not None
+        self._loader.join()
+        self._loader = None
+        loaded, error = self._loaded, self._load_error
+        self._loaded = self._load_error = None
+        if loaded is not None:
+            self.manifest, self.index = loaded
+        elif isinstance(error, FileNotFoundError):
+            # A newer publish pruned the files this one named: read the manifest again.
+            log.info("profile snapshot replaced while loading (%s); reloading", error)
+            self._stamp = None
+        elif error is not None:
+            raise error
 
 
 def _load(folder: Path, manifest: snapshots.Manifest) -> ProfileIndex:

@@ -76,8 +76,11 @@ def open_fastpath(
     clock: Clock | None = None,
     source: EventSource | None = None,
     environ: Mapping[str, str] | None = None,
+    background_profiles: bool = False,
 ) -> Iterator[FastPath]:
-    """Take the lock (FastPathBusyError if held), open the state, yield a ready FastPath."""
+    """Take the lock (FastPathBusyError if held), open the state, yield a ready FastPath.
+    `background_profiles`: load new publishes in a thread (the long-lived worker; see
+    ProfileLookup)."""
     lock = SyncLock(locations.lock_dir, LOCK_NAME)
     try:
         lock.acquire()
@@ -92,7 +95,8 @@ def open_fastpath(
         ledger = CapLedger(locations.ledger, config.frequency_caps)
         fast = FastPath(
             con, config, source or LandingSource(locations.landing),
-            ProfileLookup(locations.published), clock or SystemClock(), ledger=ledger,
+            ProfileLookup(locations.published, background=background_profiles),
+            clock or SystemClock(), ledger=ledger,
             activity_dir=locations.activity, environ=environ,
         )
         try:
@@ -133,7 +137,7 @@ def run_worker(
             signal.signal(sig, lambda *_: stop.set())
     totals = StepResult()
     started = time.monotonic()
-    with open_fastpath(locations) as fast:
+    with open_fastpath(locations, background_profiles=True) as fast:
         last_flush = time.monotonic()
         while not stop.is_set():
             one = fast.step()

@@ -57,6 +57,12 @@ class EventSource(Protocol):
         ...
 
 
+# From this many files on, one DuckDB query reads them faster than pyarrow file by file; below,
+# DuckDB's per-query cost loses (CPU per read measured here, 2-row files: 1 file 0.5 vs
+# 1.2 ms, 5 files 2.1 vs 2.5 ms, 10 files 4.5 vs 3.5 ms, 40 files 20 vs 12 ms).
+BATCH_READ_FILES = 8
+
+
 class LandingSource:
     """The collector's landing folder.
 
@@ -104,13 +110,11 @@ class LandingSource:
         mark_ns = landing.to_ns(after) if after else 0
         paths = self._files_since(mark_ns - self.window_ns)
         tables: list[pa.Table] = []
-        if len(paths) > 2:
-            # One DuckDB query reads many small files for about half of pyarrow's per-file cost
-            # (10 files: 3.6 ms against 6.0 ms measured).
+        if len(paths) >= BATCH_READ_FILES:
             try:
-                table: pa.Table = self._con.execute(
-                    "select * exclude (filename), filename from read_parquet(?, filename = true)",
-                    [[str(p) for p in paths]],
+                table: pa.Table = self._con.sql(
+                    "select * exclude (filename), filename from read_parquet($1, filename = true)",
+                    params=[[str(p) for p in paths]],
                 ).to_arrow_table()
             except duckdb.IOException:
                 self._read_each(paths, after, tables)  # a file vanished (compaction)

@@ -8,8 +8,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 from collector import landing
+from journeys import sources
 from journeys.sources import LandingSource
 
 T = datetime(2026, 11, 30, 12, 0)
@@ -26,6 +28,14 @@ def _file(folder: Path, stamps: list[datetime], *, compacted: bool = False) -> N
     name = landing.file_name(landing.to_ns(min(stamps)), landing.to_ns(max(stamps)),
                              compacted=compacted)
     landing.write_atomic(folder / landing.EVENTS, name, table, fsync=False)
+
+
+@pytest.fixture(autouse=True, params=["file_by_file", "one_duckdb_query"])
+def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every case through both ways of reading files: the rules must not depend on which."""
+    monkeypatch.setattr(sources, "BATCH_READ_FILES",
+                        10**9 if request.param == "file_by_file" else 1)
+    return str(request.param)
 
 
 def test_reads_each_file_once_past_the_watermark(tmp_path: Path) -> None:
