@@ -4,19 +4,47 @@ One full outer join between the consent-gated audience (profile_id, row hash) an
 state table gives adds, changes (by row hash) and removes. Only the diff is materialized, as
 outbox rows, in the same transaction that records which open intents it supersedes or revives;
 nothing of the audience leaves the warehouse here.
+
+Incremental plans. A join of the whole audience with the whole state costs several scans of
+the audience and memory that grows with it (a hash table of every member). When the audience
+is a published snapshot with a change log (headwater/snapshots.py), a plan compares only the
+candidates: the profiles in the change files after the sync's cursor, plus every profile with
+an open intent in the outbox. That is the whole diff, by induction: the plan that wrote the
+cursor left every other profile either equal to its state or with an open intent, and neither
+its audience row (no change file names it) nor its state (only a delivered intent changes the
+state, and it has none) moved since. The state is then only probed for the candidates. The
+whole audience is compared instead on --full-resync, without a cursor (first plan, a new state
+table, a plan made without the log), when the cursor's published folder (lineage) or the plan's
+fingerprint (audience, mode, consent, hashed columns, this module's hashing) differ, or when
+the log no longer reaches back to the cursor (pruned files).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 
 from activations.config import Mode, SyncConfigError
 from activations.consent import consent_column, consent_predicate
 from activations.destinations.base import Channel
-from activations.state import SCHEMA, state_exists, state_table
+from activations.state import (
+    SCHEMA,
+    Cursor,
+    read_cursor,
+    state_exists,
+    state_table,
+    write_cursor,
+)
+from headwater.snapshots import CHANGE, ROW_HASH, SEQ, Manifest, change_relation
+
+# Part of every cursor's fingerprint: raise it when row_hash_sql or the consent or identifier
+# gates change meaning, so that every sync compares its whole audience once under the new rule.
+HASH_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -30,6 +58,22 @@ class SyncPlan:
     identifier_columns: tuple[str, ...]
     # Every column the records need: identifiers, mapped fields and template variables.
     payload_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ChangeLog:
+    """The published snapshots the connection's audience views read (the same manifest)."""
+
+    manifest: Manifest
+    folder: Path
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What an incremental plan reads: the audience's change rows after the cursor."""
+
+    # SQL over the change files (model columns, _hw_change, _hw_seq); None: nothing changed.
+    relation: str | None
 
 
 def _q(column: str) -> str:
@@ -77,12 +121,47 @@ def _json_object(columns: Sequence[str], alias: str = "a") -> str:
     return f"json_object({args})"
 
 
-def _desired_sql(plan: SyncPlan) -> str:
-    ids_present = " and ".join(f"a.{_q(c)} is not null" for c in plan.identifier_columns)
+def plan_fingerprint(plan: SyncPlan) -> str:
+    """What a cursor vouches for: the same audience, hashed and gated the same way."""
+    parts = [HASH_VERSION, plan.audience, plan.mode.value, consent_predicate(plan.channel),
+             list(plan.identifier_columns), list(plan.payload_columns)]
+    return hashlib.md5(json.dumps(parts).encode()).hexdigest()
+
+
+def _audience_model(plan: SyncPlan) -> str:
+    return plan.audience.split(".")[-1]
+
+
+def changes_since_cursor(
+    con: duckdb.DuckDBPyConnection, plan: SyncPlan, log: ChangeLog | None
+) -> Changes | None:
+    """The change rows after the sync's cursor, or None when the whole audience must be
+    compared (see the module docstring for when)."""
+    if log is None or not log.manifest.lineage:
+        return None
+    cursor = read_cursor(con, plan.sync_name)
+    if (
+        cursor is None
+        or cursor.lineage != log.manifest.lineage
+        or cursor.plan != plan_fingerprint(plan)
+        or cursor.seq > log.manifest.seq
+    ):
+        return None
+    files = log.manifest.changes_after(_audience_model(plan), cursor.seq)
+    if files is None:
+        return None
+    return Changes(change_relation(files, log.folder) if files else None)
+
+
+def _ids_present(plan: SyncPlan) -> str:
+    return " and ".join(f"a.{_q(c)} is not null" for c in plan.identifier_columns) or "true"
+
+
+def _desired_sql(plan: SyncPlan, rows: str) -> str:
     return (
         f"select cast(a.profile_id as varchar) as profile_id, "
         f"{row_hash_sql(plan.payload_columns)} as row_hash "
-        f"from {plan.audience} a where {consent_predicate(plan.channel)} and {ids_present}"
+        f"from {rows} a where {consent_predicate(plan.channel)} and {_ids_present(plan)}"
     )
 
 
@@ -95,13 +174,66 @@ def _state_sql(con: duckdb.DuckDBPyConnection, sync_name: str) -> str:
     )
 
 
-def diff_sql(con: duckdb.DuckDBPyConnection, plan: SyncPlan, full_resync: bool) -> str:
+def _candidates(
+    con: duckdb.DuckDBPyConnection, plan: SyncPlan, changes: Changes
+) -> tuple[str, str]:
+    """Materialize the incremental plan's candidates; return (audience rows, state rows).
+
+    hw_keys: every profile the plan compares. hw_rows: their current audience rows, from the
+    latest change row of each profile (an upsert carries the whole new row) and, for profiles
+    with an open intent but no change, from the audience itself.
+    """
+    branches: list[str] = []
+    if changes.relation is not None:
+        con.execute(
+            f"""create or replace temp table hw_changed as
+            select * exclude (m) from (
+                select *, max({SEQ}) over (partition by profile_id) as m from {changes.relation}
+            ) where {SEQ} = m"""
+        )
+        branches.append("select distinct cast(profile_id as varchar) as profile_id "
+                        "from hw_changed")
+    branches.append(f"select profile_id from {SCHEMA}.outbox where sync_name = ?")
+    con.execute(
+        "create or replace temp table hw_keys as " + " union ".join(branches),
+        [plan.sync_name],
+    )
+    rows: list[str] = []
+    if changes.relation is not None:
+        rows.append(f"select * exclude ({ROW_HASH}, {CHANGE}, {SEQ}) from hw_changed "
+                    f"where {CHANGE} = 'upsert'")
+    unchanged = (
+        "select profile_id from hw_keys"
+        + (" except select cast(profile_id as varchar) from hw_changed"
+           if changes.relation is not None else "")
+    )
+    (open_unchanged,) = con.execute(f"select count(*) from ({unchanged})").fetchone() or (0,)
+    if open_unchanged:
+        # Only with open intents: this branch reads the audience (a scan of it).
+        rows.append(f"select a.* from {plan.audience} a "
+                    f"where cast(a.profile_id as varchar) in ({unchanged})")
+    if rows:
+        con.execute("create or replace temp table hw_rows as " + " union all by name ".join(rows))
+    else:
+        con.execute(f"create or replace temp table hw_rows as select * from {plan.audience} "
+                    "limit 0")
+    con.execute("drop table if exists hw_changed")
+    # Only the columns compared: spread churn touches every block of a column it reads, and
+    # DuckDB keeps what it read in its buffer pool (memory in proportion to N, benchmarks/).
+    state = (f"(select profile_id, row_hash from {_state_sql(con, plan.sync_name)} "
+             "where profile_id in (select profile_id from hw_keys))")
+    return "hw_rows", state
+
+
+def diff_sql(
+    plan: SyncPlan, full_resync: bool, rows: str, state: str
+) -> str:
     """(profile_id, action, row_hash) for everything that must change at the destination.
 
-    `leave` rows (append mode only) are members who left: dropped from the state without a
-    request, so that coming back sends the message again.
+    `rows`: the audience (or the incremental plan's candidate rows); `state`: the sync state
+    (or its candidates). `leave` rows (append mode only) are members who left: dropped from the
+    state without a request, so that coming back sends the message again.
     """
-    state = _state_sql(con, plan.sync_name)
     changed = "true" if full_resync else "d.row_hash is distinct from s.row_hash"
     # A member only on one side has a NULL hash on the other, so "distinct" covers adds and
     # removes too; upsert mode ignores members who left.
@@ -118,7 +250,7 @@ def diff_sql(con: duckdb.DuckDBPyConnection, plan: SyncPlan, full_resync: bool) 
         action = "case when s.profile_id is null then 'add' else 'update' end"
         keep = f"d.profile_id is not null and {changed}"
     return (
-        f"with d as ({_desired_sql(plan)}) "
+        f"with d as ({_desired_sql(plan, rows)}) "
         f"select coalesce(d.profile_id, s.profile_id) as profile_id, {action} as action, "
         f"coalesce(d.row_hash, s.row_hash) as row_hash "
         f"from d full outer join {state} s on s.profile_id = d.profile_id where {keep}"
@@ -130,6 +262,8 @@ class PlanCounts:
     by_action: dict[str, int]
     revived: int
     superseded: int
+    # True when only the change log's candidates were compared.
+    incremental: bool = False
 
     @property
     def planned(self) -> int:
@@ -137,10 +271,21 @@ class PlanCounts:
 
 
 def compute_diff(
-    con: duckdb.DuckDBPyConnection, plan: SyncPlan, full_resync: bool
+    con: duckdb.DuckDBPyConnection, plan: SyncPlan, full_resync: bool,
+    changes: Changes | None = None,
 ) -> dict[str, int]:
-    """Materialize the diff as temp table hw_diff; return counts per action."""
-    con.execute(f"create or replace temp table hw_diff as {diff_sql(con, plan, full_resync)}")
+    """Materialize the diff as temp table hw_diff; return counts per action.
+
+    With `changes` (and not a full resync) only the candidates are compared, and their audience
+    rows are left in temp table hw_rows (`rows_relation` names where the rows are).
+    """
+    if rows_relation(plan, full_resync, changes) != plan.audience:
+        rows, state = _candidates(con, plan, changes)
+    else:
+        rows, state = plan.audience, _state_sql(con, plan.sync_name)
+    con.execute(f"create or replace temp table hw_diff as "
+                f"{diff_sql(plan, full_resync, rows, state)}")
+    con.execute("drop table if exists hw_keys")
     dupes = con.execute(
         "select profile_id from hw_diff group by profile_id having count(*) > 1 limit 3"
     ).fetchall()
@@ -150,8 +295,13 @@ def compute_diff(
             f"profile_id {', '.join(str(d[0]) for d in dupes)}; an audience must have one row "
             "per member. Fix the model (deduplicate on profile_id) and run again."
         )
-    rows = con.execute("select action, count(*) from hw_diff group by action").fetchall()
-    return {str(a): int(n) for a, n in rows}
+    counts = con.execute("select action, count(*) from hw_diff group by action").fetchall()
+    return {str(a): int(n) for a, n in counts}
+
+
+def rows_relation(plan: SyncPlan, full_resync: bool, changes: Changes | None) -> str:
+    """Where compute_diff leaves the audience rows of the members it diffed."""
+    return "hw_rows" if changes is not None and not full_resync else plan.audience
 
 
 def write_plan(
@@ -160,8 +310,15 @@ def write_plan(
     run_id: str,
     full_resync: bool,
     no_revive_run: str | None,
+    log: ChangeLog | None = None,
 ) -> PlanCounts:
-    """Diff and write the outbox in one transaction (all of it is committed before any send)."""
+    """Diff and write the outbox in one transaction (all of it is committed before any send).
+
+    `log`: the change log of the published snapshot the connection's audience reads; the plan
+    then compares only what changed since the cursor when it can, and moves the cursor to this
+    snapshot in the same transaction. Without one, the cursor is removed (this plan's audience
+    is not one the log describes).
+    """
     st = state_table(plan.sync_name)
     match = (
         "o.profile_id = d.profile_id and o.action = d.action "
@@ -169,7 +326,9 @@ def write_plan(
     )
     con.execute("begin transaction")
     try:
-        by_action = compute_diff(con, plan, full_resync)
+        changes = None if full_resync else changes_since_cursor(con, plan, log)
+        by_action = compute_diff(con, plan, full_resync, changes)
+        rows = rows_relation(plan, full_resync, changes)
         # Rejected intents the diff still wants: retry with their key and attempt count.
         revived = con.execute(
             f"""update {SCHEMA}.outbox o set status = 'pending', updated_at = now()
@@ -179,6 +338,7 @@ def write_plan(
             [plan.sync_name, no_revive_run],
         ).fetchall()[0]
         # Open intents for an older version of the row (or a member no longer in the diff).
+        # Every open intent is a candidate of an incremental plan, so this holds for both.
         superseded = con.execute(
             f"""delete from {SCHEMA}.outbox o
             where o.sync_name = ? and o.status in ('rejected', 'dead')
@@ -198,7 +358,7 @@ def write_plan(
                 case when d.action = 'remove' then s.identifiers else {identifiers} end,
                 'pending', 0, now(), now()
             from hw_diff d
-            left join {plan.audience} a
+            left join {rows} a
               on d.action <> 'remove' and cast(a.profile_id as varchar) = d.profile_id
             left join {st} s on d.action = 'remove' and s.profile_id = d.profile_id
             where d.action <> 'leave' and not exists (
@@ -206,6 +366,13 @@ def write_plan(
             [plan.sync_name, plan.sync_name, run_id, run_id, plan.sync_name],
         )
         con.execute("drop table hw_diff")
+        con.execute("drop table if exists hw_rows")
+        cursor = None
+        if log is not None and log.manifest.lineage and _audience_model(plan) in (
+            log.manifest.models
+        ):
+            cursor = Cursor(log.manifest.lineage, log.manifest.seq, plan_fingerprint(plan))
+        write_cursor(con, plan.sync_name, cursor)
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
@@ -214,4 +381,5 @@ def write_plan(
         by_action=by_action,
         revived=int(revived[0]) if revived else 0,
         superseded=int(superseded[0]) if superseded else 0,
+        incremental=changes is not None,
     )

@@ -9,7 +9,9 @@ A run is made of passes, each recorded in headwater_state.sync_runs:
 1. recovery: passes a crash left unfinished are folded (their answers applied);
 2. resume: intents still pending (crash, replayed dead letters, destination down last time)
    are sent again with their original idempotency keys;
-3. sync: the diff is written to the outbox in one transaction, then drained and folded;
+3. sync: the diff is written to the outbox in one transaction, then drained and folded (only
+   the members changed since the last plan are compared when the audience is a published
+   snapshot with a change log: `change_log`, activations/diff.py);
 4. export: the delivery records of finished passes go to the activity feed (when given one).
 The caller owns the DuckDB connection, so `headwater_state` may live in the warehouse file or
 in an attached database without any change here.
@@ -64,6 +66,8 @@ class SyncResult:
     resumed: int = 0
     revived: int = 0
     superseded: int = 0
+    # True when the plan compared only the change log's candidates, not the whole audience.
+    incremental: bool = False
     delivered: int = 0
     rejected: int = 0
     dead: int = 0
@@ -191,6 +195,7 @@ def run_sync(
     ack_flush_rows: int = 20_000,
     activity_dir: Path | None = None,
     caps: CapLedger | None = None,
+    change_log: diff_sql.ChangeLog | None = None,
 ) -> SyncResult:
     """Run one sync to completion (or until the destination stops answering).
 
@@ -201,6 +206,9 @@ def run_sync(
     nothing (they are exported by the next run that is given a folder).
     `caps`: the frequency-cap ledger shared with journeys; an append-mode sync on a capped
     channel reserves every message against it (activations/caps.py).
+    `change_log`: the published snapshots `con`'s audience views read (the same manifest); the
+    diff then reads only what changed since the sync's last plan when it can. None compares
+    the whole audience (and forgets the sync's cursor).
     """
     started = time.monotonic()
     prepared = prepare(con, spec)
@@ -211,7 +219,7 @@ def run_sync(
         )
     result = SyncResult(spec.name, dry_run=dry_run, full_resync=full_resync)
     if dry_run:
-        _dry_run(con, prepared, full_resync, result)
+        _dry_run(con, prepared, full_resync, change_log, result)
         result.seconds = time.monotonic() - started
         return result
     http: HttpClient | None = None
@@ -228,7 +236,8 @@ def run_sync(
             destination = cast(Destination, CappedDestination(destination, caps, channel,
                                                               f"sync:{spec.name}"))
         try:
-            _passes(con, prepared, destination, full_resync, progress, ack_flush_rows, result)
+            _passes(con, prepared, destination, full_resync, progress, ack_flush_rows, result,
+                    change_log)
         finally:
             if http is not None:
                 http.close()
@@ -243,7 +252,7 @@ def run_sync(
 def _passes(
     con: duckdb.DuckDBPyConnection, prepared: PreparedSync, destination: Destination,
     full_resync: bool, progress: Callable[[str, int, int], None] | None, ack_flush_rows: int,
-    result: SyncResult,
+    result: SyncResult, change_log: diff_sql.ChangeLog | None,
 ) -> None:
     """Resume what is pending, then plan and deliver the diff (unless the resume stopped)."""
     spec = prepared.spec
@@ -258,8 +267,10 @@ def _passes(
     run_id = _new_run_id()
     state.start_pass(con, run_id, spec.name, "sync", spec.mode.value, full_resync)
     result.run_ids.append(run_id)
-    planned = diff_sql.write_plan(con, prepared.plan, run_id, full_resync, resume_id)
+    planned = diff_sql.write_plan(con, prepared.plan, run_id, full_resync, resume_id,
+                                  change_log)
     result.planned = planned.by_action
+    result.incremental = planned.incremental
     result.revived = planned.revived
     result.superseded = planned.superseded
     _drain_and_fold(con, prepared, destination, run_id, progress, ack_flush_rows, result)
@@ -305,18 +316,22 @@ def _drain_and_fold(
 
 def _dry_run(
     con: duckdb.DuckDBPyConnection, prepared: PreparedSync, full_resync: bool,
-    result: SyncResult, sample_size: int = 5,
+    change_log: diff_sql.ChangeLog | None, result: SyncResult, sample_size: int = 5,
 ) -> None:
-    """Count the diff and render a few records; write nothing but a temp table."""
+    """Count the diff and render a few records; write nothing but temp tables."""
     plan = prepared.plan
-    result.planned = diff_sql.compute_diff(con, plan, full_resync)
+    changes = None if full_resync else diff_sql.changes_since_cursor(con, plan, change_log)
+    result.planned = diff_sql.compute_diff(con, plan, full_resync, changes)
+    result.incremental = changes is not None
     payload = diff_sql._json_object(plan.payload_columns)
     rows = con.execute(
         f"""select d.profile_id, d.action, {payload} from hw_diff d
-        join {plan.audience} a on cast(a.profile_id as varchar) = d.profile_id
+        join {diff_sql.rows_relation(plan, full_resync, changes)} a
+          on cast(a.profile_id as varchar) = d.profile_id
         where d.action in ('add', 'update', 'send') limit {int(sample_size)}"""
     ).fetchall()
     con.execute("drop table hw_diff")
+    con.execute("drop table if exists hw_rows")
     import json
 
     for profile_id, action, raw in rows:

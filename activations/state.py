@@ -11,6 +11,9 @@ Tables
   source for revenue attribution).
 - `sync_runs`: one row per pass of a sync, with its counts; unfinished passes are folded by
   the next run (crash recovery).
+- `sync_cursors`: per sync, the published audience (lineage and seq) its last committed plan
+  compared, and a fingerprint of what that plan hashed; the next plan reads only the change
+  log after it (activations/diff.py). No row: the next plan compares the whole audience.
 """
 
 from __future__ import annotations
@@ -70,6 +73,13 @@ DDL: tuple[str, ...] = (
         pending bigint,
         message varchar
     )""",
+    f"""create table if not exists {SCHEMA}.sync_cursors (
+        sync_name varchar not null,
+        lineage varchar not null,
+        seq bigint not null,
+        plan varchar not null,
+        updated_at timestamp not null
+    )""",
 )
 
 
@@ -91,7 +101,10 @@ def ensure_state(con: duckdb.DuckDBPyConnection, sync_name: str | None = None) -
         con.execute(f"create schema if not exists {SCHEMA}")
     for statement in DDL:
         con.execute(statement)
-    if sync_name is not None:
+    if sync_name is not None and not state_exists(con, sync_name):
+        # A cursor vouches for the state it was written with: a new (or dropped and recreated)
+        # state table must be compared in full once.
+        clear_cursor(con, sync_name)
         con.execute(
             f"""create table if not exists {state_table(sync_name)} (
                 profile_id varchar not null,
@@ -108,6 +121,41 @@ def state_exists(con: duckdb.DuckDBPyConnection, sync_name: str) -> bool:
         return True
     except duckdb.CatalogException:
         return False
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """The published audience a sync's last committed plan compared (activations/diff.py)."""
+
+    lineage: str
+    seq: int
+    plan: str
+
+
+def read_cursor(con: duckdb.DuckDBPyConnection, sync_name: str) -> Cursor | None:
+    try:
+        row = con.execute(
+            f"select lineage, seq, plan from {SCHEMA}.sync_cursors where sync_name = ?",
+            [sync_name],
+        ).fetchone()
+    except duckdb.CatalogException:
+        return None  # nothing was ever planned here (a dry run may read before any run)
+    return Cursor(str(row[0]), int(row[1]), str(row[2])) if row else None
+
+
+def write_cursor(con: duckdb.DuckDBPyConnection, sync_name: str, cursor: Cursor | None) -> None:
+    """Replace the sync's cursor (None: remove it); call inside the plan's transaction."""
+    clear_cursor(con, sync_name)
+    if cursor is not None:
+        con.execute(
+            f"insert into {SCHEMA}.sync_cursors (sync_name, lineage, seq, plan, updated_at)"
+            " values (?, ?, ?, ?, now())",
+            [sync_name, cursor.lineage, cursor.seq, cursor.plan],
+        )
+
+
+def clear_cursor(con: duckdb.DuckDBPyConnection, sync_name: str) -> None:
+    con.execute(f"delete from {SCHEMA}.sync_cursors where sync_name = ?", [sync_name])
 
 
 def start_pass(

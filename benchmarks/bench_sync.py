@@ -6,12 +6,27 @@
   beat). Target >= 100,000 rows/s. CPU seconds of the engine process are reported too: on a
   shared, loaded machine rows per CPU-second is the steadier number.
 - incremental: after 1% churn (0.5% changed, 0.25% left, 0.25% joined) on an N-member
-  audience whose previous delivery is in the state table, the diff's time against one full scan
-  of the audience's mapped columns in the same run (wall and CPU). Target <= 2x.
-- memory: each case runs in a fresh child process; peak RSS is reported (target: flat in N);
-  the 10M point is the incremental case (a 10M initial sync would add minutes, not insight),
-  and the last row gives peak RSS at the largest N over the smallest. DuckDB's memory_limit is
-  set to 2 GB so that its buffer pool is bounded the same at any N.
+  audience, the diff's time against one full scan of the audience's mapped columns in the same
+  process, just before it (wall and CPU). Target <= 2x. The audience comes the way `headwater
+  build` hands audiences to syncs: a table in a warehouse file, published
+  (headwater.snapshots.publish) before and after the churn, so the second publish writes a
+  change log. The sync runs the way `headwater sync` runs it: on a reader connection (the
+  published snapshots as views, the sync state in its own attached file) with that change log.
+  Its state and cursor are what a full delivery of the first publish leaves (written directly:
+  the initial case measures that delivery). The full scan is of the same published snapshot the
+  diff reads; `table_scan_s` is a scan of the warehouse table (another process, same run), and
+  `publish_s` the second publish, paid once per build for every sync and sensor of the audience.
+  Rows `incremental 1% churn` are the diff from the change log (`changes_since_cursor` and
+  `compute_diff`; `sync_s` is the whole run_sync that then delivers it); rows
+  `whole-audience compare` the diff a plan makes without a usable cursor (first plan, pruned
+  log, changed sync), on the same files.
+- memory: each case runs in a fresh child process (the world is built in another), and peak
+  RSS is reported (target: flat in N); the 10M point is the incremental case (a 10M initial
+  sync would add minutes, not insight), and the last rows give peak RSS at the largest N over
+  the smallest. DuckDB's memory_limit is set to 2 GB so that its buffer pool is bounded the
+  same at any N. `table_cache_mb` is what of it DuckDB holds as cached table blocks at the end
+  (`duckdb_memory()`, tag BASE_TABLE): 1% churn spread over the audience touches every block
+  of every state column the diff reads, so that part grows with N however small the diff.
 """
 
 from __future__ import annotations
@@ -143,16 +158,36 @@ def _initial_vs_ceiling(n: int, url: str) -> dict[str, Any]:
             "vs_ceiling": row["rows_per_s"] / ceiling_rate}
 
 
-def _incremental(n: int, url: str, out: Any) -> None:
+def _locations(tmp: str) -> tuple[Any, Path, Path]:
+    from headwater.config import Settings
+
+    settings = Settings.from_env({"HEADWATER_DUCKDB_PATH": str(Path(tmp) / "wh.duckdb")})
+    return settings, Path(tmp) / "published", Path(tmp) / "headwater_state.duckdb"
+
+
+def _reader(tmp: str) -> Any:
+    """The connection `headwater sync` runs on: the published snapshots, the state attached."""
+    from headwater.snapshots import reader_connection
+
+    settings, folder, state = _locations(tmp)
+    return reader_connection(settings, folder=folder, state=state)
+
+
+def _churned_world(n: int, tmp: str, out: Any) -> None:
+    """The audience as two builds publish it (before and after 1% churn), and the state and
+    cursor that a full delivery of the first one leaves behind."""
     from activations import diff as diff_sql
     from activations.config import parse_syncs
-    from activations.engine import prepare, run_sync
-    from activations.state import ensure_state, state_table
+    from activations.engine import prepare
+    from activations.state import Cursor, ensure_state, state_table, write_cursor
+    from headwater.snapshots import publish
 
-    with tempfile.TemporaryDirectory(prefix="bench_sync_") as tmp:
-        con = _connect(Path(tmp) / "wh.duckdb")
-        con.execute(AUDIENCE_SQL.replace("{n}", str(n)))
-        spec = parse_syncs({"syncs": [SPEC]})[0]
+    settings, _, _ = _locations(tmp)
+    wh = _connect(settings.duckdb_path)
+    wh.execute(AUDIENCE_SQL.replace("{n}", str(n)))
+    publish(settings, con=wh)
+    spec = parse_syncs({"syncs": [SPEC]})[0]
+    with _reader(tmp) as (con, manifest):
         plan = prepare(con, spec).plan
         ensure_state(con, spec.name)
         # The state a previous full delivery leaves (the initial case measures that delivery).
@@ -162,47 +197,125 @@ def _incremental(n: int, url: str, out: Any) -> None:
                    json_object('email', a.email), now()
             from audience_bench a where a.email_consent"""
         )
-        con.execute("checkpoint")
-        # 1% churn: 0.5% changed, 0.25% left, 0.25% joined.
-        con.execute("update audience_bench set first_name = 'Changed' "
-                    "where hash(profile_id) % 200 = 0")
-        con.execute("delete from audience_bench where hash(profile_id) % 400 = 1")
-        con.execute(AUDIENCE_SQL.replace("{n}", str(n // 400)).replace(
-            "create or replace table audience_bench as", "insert into audience_bench")
-            .replace("'p' || i", "'new' || i"))
-        con.execute("checkpoint")
-        started, cpu = time.perf_counter(), time.process_time()
-        con.execute(
-            "select count(*), max(profile_id), max(email), max(first_name), "
-            "max(qualified_offer), bool_and(email_consent) from audience_bench").fetchall()
-        scan_s, scan_cpu = time.perf_counter() - started, time.process_time() - cpu
+        write_cursor(con, spec.name, Cursor(manifest.lineage, manifest.seq,
+                                            diff_sql.plan_fingerprint(plan)))
+        con.execute("checkpoint headwater_state")
+    # 1% churn: 0.5% changed, 0.25% left, 0.25% joined.
+    wh.execute("update audience_bench set first_name = 'Changed' "
+               "where hash(profile_id) % 200 = 0")
+    wh.execute("delete from audience_bench where hash(profile_id) % 400 = 1")
+    wh.execute(AUDIENCE_SQL.replace("{n}", str(n // 400)).replace(
+        "create or replace table audience_bench as", "insert into audience_bench")
+        .replace("'p' || i", "'new' || i"))
+    wh.execute("checkpoint")
+    started = time.perf_counter()
+    wh.execute(SCAN_SQL.replace("{audience}", "audience_bench")).fetchall()
+    table_scan_s = time.perf_counter() - started
+    started = time.perf_counter()
+    publish(settings, con=wh)
+    publish_s = time.perf_counter() - started
+    wh.close()
+    out.put({"table_scan_s": table_scan_s, "publish_s": publish_s})
+
+
+# One full scan of the audience's mapped columns and its consent column.
+SCAN_SQL = ("select count(*), max(profile_id), max(email), max(first_name), "
+            "max(qualified_offer), bool_and(email_consent) from {audience}")
+
+
+def _scan(con: Any) -> tuple[float, float]:
+    started, cpu = time.perf_counter(), time.process_time()
+    con.execute(SCAN_SQL.replace("{audience}", "audience_bench")).fetchall()
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def _table_cache_mb(con: Any) -> float:
+    """Table blocks DuckDB keeps in its buffer pool once read (evicted only under memory_limit):
+    the part of peak RSS that is a cache of what the diff read, not its working set."""
+    row = con.execute("select coalesce(sum(memory_usage_bytes), 0) from duckdb_memory() "
+                      "where tag = 'BASE_TABLE'").fetchone()
+    return float(row[0]) / 2**20 if row else 0.0
+
+
+def _whole_compare(n: int, tmp: str, out: Any) -> None:
+    """The whole-audience diff on the same world: what a plan does without a usable cursor."""
+    from activations import diff as diff_sql
+    from activations.config import parse_syncs
+    from activations.engine import prepare
+
+    spec = parse_syncs({"syncs": [SPEC]})[0]
+    with _reader(tmp) as (con, _):
+        con.execute("set memory_limit = '2GB'")
+        scan_s, scan_cpu = _scan(con)
+        plan = prepare(con, spec).plan
         started, cpu = time.perf_counter(), time.process_time()
         counts = diff_sql.compute_diff(con, plan, full_resync=False)
         diff_s, diff_cpu = time.perf_counter() - started, time.process_time() - cpu
+        cache_mb = _table_cache_mb(con)
+    out.put({
+        "case": "1% churn, whole-audience compare", "members": n,
+        "changed": sum(counts.values()), "full_scan_s": round(scan_s, 3),
+        "diff_s": round(diff_s, 3), "ratio": diff_s / scan_s, "scan_cpu_s": round(scan_cpu, 3),
+        "diff_cpu_s": round(diff_cpu, 3), "cpu_ratio": diff_cpu / scan_cpu,
+        "peak_rss_mb": _peak_rss_mb(), "table_cache_mb": cache_mb,
+    })
+
+
+def _incremental(n: int, tmp: str, url: str, out: Any) -> None:
+    from activations import diff as diff_sql
+    from activations.config import parse_syncs
+    from activations.engine import prepare, run_sync
+
+    _, folder, _ = _locations(tmp)
+    spec = parse_syncs({"syncs": [SPEC]})[0]
+    with _reader(tmp) as (con, manifest):
+        con.execute("set memory_limit = '2GB'")
+        scan_s, scan_cpu = _scan(con)
+        log = diff_sql.ChangeLog(manifest, folder)
+        plan = prepare(con, spec).plan
+        started, cpu = time.perf_counter(), time.process_time()
+        changes = diff_sql.changes_since_cursor(con, plan, log)
+        counts = diff_sql.compute_diff(con, plan, full_resync=False, changes=changes)
+        diff_s, diff_cpu = time.perf_counter() - started, time.process_time() - cpu
+        assert changes is not None, "the cursor should allow an incremental diff"
         con.execute("drop table hw_diff")
+        con.execute("drop table hw_rows")
         env = {"BENCH_SECRET": "s", "HEADWATER_WEBHOOK_BASE_URL": url}
         started = time.perf_counter()
-        result = run_sync(con, spec, lock_dir=Path(tmp), environ=env)
+        result = run_sync(con, spec, lock_dir=Path(tmp), environ=env, change_log=log)
         sync_s = time.perf_counter() - started
-        assert result.ok and result.planned == counts, (result, counts)
-        out.put({
-            "case": "incremental 1% churn", "members": n, "changed": sum(counts.values()),
-            "full_scan_s": round(scan_s, 3), "diff_s": round(diff_s, 3),
-            "ratio": diff_s / scan_s, "scan_cpu_s": round(scan_cpu, 3),
-            "diff_cpu_s": round(diff_cpu, 3), "cpu_ratio": diff_cpu / scan_cpu,
-            "sync_s": round(sync_s, 2),
-            "peak_rss_mb": _peak_rss_mb(),
-        })
+        assert result.ok and result.incremental and result.planned == counts, (result, counts)
+        cache_mb = _table_cache_mb(con)
+    out.put({
+        "case": "incremental 1% churn", "members": n, "changed": sum(counts.values()),
+        "full_scan_s": round(scan_s, 3), "diff_s": round(diff_s, 3),
+        "ratio": diff_s / scan_s, "scan_cpu_s": round(scan_cpu, 3),
+        "diff_cpu_s": round(diff_cpu, 3), "cpu_ratio": diff_cpu / scan_cpu,
+        "sync_s": round(sync_s, 2),
+        "peak_rss_mb": _peak_rss_mb(), "table_cache_mb": cache_mb,
+    })
 
 
-def _in_child(target: Any, n: int, url: str) -> dict[str, Any]:
+def _churn_cases(n: int, url: str) -> list[dict[str, Any]]:
+    """Build the world in one child, then measure each diff in a fresh child of its own (the
+    whole compare first: it writes nothing, the incremental sync delivers the churn)."""
+    with tempfile.TemporaryDirectory(prefix="bench_sync_") as tmp:
+        world = _in_child(_churned_world, n, tmp)
+        whole = _in_child(_whole_compare, n, tmp)
+        incremental = _in_child(_incremental, n, tmp, url)
+    context = {"table_scan_s": round(world["table_scan_s"], 3),
+               "publish_s": round(world["publish_s"], 2)}
+    return [{**incremental, **context}, {**whole, **context}]
+
+
+def _in_child(target: Any, *args: Any) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    proc = ctx.Process(target=target, args=(n, url, q))
+    proc = ctx.Process(target=target, args=(*args, q))
     proc.start()
     proc.join()
     if proc.exitcode != 0:
-        raise RuntimeError(f"{target.__name__}({n}) failed with exit code {proc.exitcode}")
+        raise RuntimeError(f"{target.__name__}{args[:1]} failed with exit code {proc.exitcode}")
     return dict(q.get(timeout=5))
 
 
@@ -217,14 +330,15 @@ def run(quick: bool) -> list[dict[str, Any]]:
         initial_sizes = [20_000, 100_000] if quick else [1_000_000]
         incremental_sizes = [100_000, 400_000] if quick else [1_000_000, 10_000_000]
         rows = [_initial_vs_ceiling(n, url) for n in initial_sizes]
-        incremental = [_in_child(_incremental, n, url) for n in incremental_sizes]
-        rows += incremental
-        rows.append({
-            "case": "peak RSS, largest / smallest N",
-            "members": f"{incremental_sizes[-1]:,} / {incremental_sizes[0]:,}",
-            "peak_rss_mb": incremental[-1]["peak_rss_mb"],
-            "ratio": incremental[-1]["peak_rss_mb"] / incremental[0]["peak_rss_mb"],
-        })
+        churn = [_churn_cases(n, url) for n in incremental_sizes]
+        rows += [row for cases in churn for row in cases]
+        for i, what in enumerate(("incremental sync", "whole-audience compare")):
+            rows.append({
+                "case": f"peak RSS, largest / smallest N ({what})",
+                "members": f"{incremental_sizes[-1]:,} / {incremental_sizes[0]:,}",
+                "peak_rss_mb": churn[-1][i]["peak_rss_mb"],
+                "ratio": churn[-1][i]["peak_rss_mb"] / churn[0][i]["peak_rss_mb"],
+            })
     finally:
         server.terminate()
         server.join()

@@ -108,6 +108,11 @@ class Manifest:
     models: dict[str, ModelSnapshot]
     # raw table -> latest landing time (ISO, UTC) seen at publish; None when the table is empty.
     landing: dict[str, str | None] = field(default_factory=dict)
+    # Names this folder's history: made by its first publish and carried by every later one, so
+    # a cursor kept elsewhere (a sync's, activations/diff.py) can tell a folder that was wiped
+    # and published again from seq 1 apart from the one it was read from. Empty: published
+    # before lineages existed (no cursor trusts it).
+    lineage: str = ""
 
     def changes_after(self, model: str, cursor_seq: int) -> list[ChangeFile] | None:
         """Change files with seq > cursor_seq, or None when the log cannot answer.
@@ -142,6 +147,7 @@ class Manifest:
             published_at=data["published_at"],
             models=models,
             landing=data.get("landing", {}),
+            lineage=data.get("lineage", ""),
         )
 
 
@@ -323,6 +329,7 @@ def publish(
             published_at=time.time(),
             models=snapshots,
             landing=landing_watermarks(wh),
+            lineage=previous.lineage if previous and previous.lineage else uuid.uuid4().hex,
         )
         _atomic_write_text(folder / MANIFEST_NAME, manifest.to_json())
         _prune(folder, manifest)

@@ -23,6 +23,7 @@ from dagster import (
 from dagster_dbt import get_asset_key_for_model
 
 from activations.config import SyncSpec, load_syncs
+from activations.diff import ChangeLog
 from activations.engine import SyncResult, run_sync
 from headwater.activity import activity_dir
 from journeys.runtime import open_cap_ledger
@@ -56,7 +57,8 @@ def execute_sync(locations: Locations, spec: SyncSpec) -> tuple[SyncResult, int]
             con, manifest,
         ):
             result = run_sync(con, spec, lock_dir=locations.settings.duckdb_path.parent,
-                              activity_dir=activity_dir(locations.settings), caps=caps)
+                              activity_dir=activity_dir(locations.settings), caps=caps,
+                              change_log=ChangeLog(manifest, locations.published_dir))
             return result, manifest.seq
     finally:
         caps.close()

@@ -201,12 +201,14 @@ def sync_to_standins(settings: Settings) -> Table:
     with DemoStandins.for_syncs(specs, settings.duckdb_path.parent / "standins") as standins:
         # The demo's own environment is left alone: URLs and test credentials go to run_sync.
         env = standins.environ(specs, base=os.environ)
-        with _warehouse(settings) as con, contextlib.closing(open_cap_ledger(settings)) as caps:
+        with _warehouse(settings) as (con, log), contextlib.closing(
+            open_cap_ledger(settings)
+        ) as caps:
             for spec in specs:
                 try:
                     results.append(run_sync(con, spec, lock_dir=settings.duckdb_path.parent,
                                             environ=env, activity_dir=activity_dir(settings),
-                                            caps=caps))
+                                            caps=caps, change_log=log))
                 except SyncConfigError as exc:
                     raise click.ClickException(f"sync {spec.name}: {exc}") from exc
         states = standins.states()

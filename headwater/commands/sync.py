@@ -21,13 +21,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from activations.config import SyncConfigError, SyncSpec, find_sync, load_syncs
+from activations.diff import ChangeLog
 from activations.engine import SyncResult, run_sync
 from activations.lock import SyncAlreadyRunningError
 from activations.state import list_dead_letters
 from activations.state import replay_dead_letters as replay_dead
 from headwater.activity import activity_dir
 from headwater.config import Settings
-from headwater.snapshots import SnapshotError, reader_connection
+from headwater.snapshots import SnapshotError, published_dir, reader_connection
 from headwater.warehouse import WarehouseBusyError
 from journeys.config import JourneyConfigError
 from journeys.runtime import open_cap_ledger
@@ -55,16 +56,20 @@ def select_syncs(syncs: list[SyncSpec], selector: str, settings: Settings) -> li
 
 
 @contextmanager
-def _warehouse(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The connection syncs run on: published snapshots as views, the state file attached.
+def _warehouse(settings: Settings) -> Iterator[tuple[duckdb.DuckDBPyConnection, ChangeLog]]:
+    """The connection syncs run on: published snapshots as views, the state file attached, and
+    the change log of those snapshots (for incremental diffs).
 
     Never the warehouse file itself, which `dbt build` holds for its whole run (DESIGN.md): the
     CLI, Dagster's sync assets and sensors all read the same snapshots and the same state, so a
     sync started from either place sees what the other delivered.
     """
+    folder = published_dir(settings)
     try:
-        with reader_connection(settings, state_wait_seconds=10) as (con, _manifest):
-            yield con
+        with reader_connection(settings, folder=folder, state_wait_seconds=10) as (
+            con, manifest,
+        ):
+            yield con, ChangeLog(manifest, folder)
     except (SnapshotError, WarehouseBusyError) as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -130,7 +135,7 @@ def sync(
     if (dead_letters or replay_dead_letters) and not name:
         raise click.UsageError("--dead-letters and --replay-dead-letters need a sync NAME.")
     failed = False
-    with _warehouse(settings) as con:
+    with _warehouse(settings) as (con, log):
         if dead_letters:
             _print_dead(console, con, targets[0].name)
             return
@@ -138,7 +143,7 @@ def sync(
             n = replay_dead(con, targets[0].name, list(keys) or None)
             console.print(f"{n} dead letter(s) of {targets[0].name} queued; sending now.")
         for spec in targets:
-            failed |= not _run_one(console, con, spec, settings, dry_run, full_resync)
+            failed |= not _run_one(console, con, log, spec, settings, dry_run, full_resync)
     if failed:
         raise SystemExit(1)
 
@@ -160,8 +165,8 @@ def _print_dead(console: Console, con: duckdb.DuckDBPyConnection, name: str) -> 
 
 
 def _run_one(
-    console: Console, con: duckdb.DuckDBPyConnection, spec: SyncSpec, settings: Settings,
-    dry_run: bool, full_resync: bool,
+    console: Console, con: duckdb.DuckDBPyConnection, log: ChangeLog, spec: SyncSpec,
+    settings: Settings, dry_run: bool, full_resync: bool,
 ) -> bool:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=True) as progress:
@@ -179,7 +184,7 @@ def _run_one(
         try:
             result = run_sync(con, spec, lock_dir=settings.duckdb_path.parent,
                               full_resync=full_resync, dry_run=dry_run, progress=report,
-                              activity_dir=activity_dir(settings), caps=caps)
+                              activity_dir=activity_dir(settings), caps=caps, change_log=log)
         except (SyncConfigError, SyncAlreadyRunningError) as exc:
             console.print(f"[red]{spec.name}:[/red] {exc}")
             return False
