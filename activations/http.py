@@ -159,11 +159,15 @@ class HttpClient:
         self.session.headers.update(settings.headers)
         # requests reads the proxy and CA-bundle variables (and ~/.netrc) from os.environ again
         # on every request: ~0.7 ms a send measured in the fast path's worker, more than the
-        # webhook request itself. When none is set there is nothing to re-read; when one is,
-        # requests keeps honouring it (no_proxy included) exactly as before. ~/.netrc is not a
-        # credential source here: every destination's credentials come from configuration.
-        if not getproxies() and not any(os.environ.get(v) for v in _CA_VARIABLES):
+        # webhook request itself. Without a proxy they are read once here, the CA bundle the
+        # way requests picks it (REQUESTS_CA_BUNDLE, then CURL_CA_BUNDLE); with a proxy set,
+        # requests keeps reading them itself, no_proxy included. ~/.netrc is not a credential
+        # source here: every destination's credentials come from configuration.
+        if not getproxies():
             self.session.trust_env = False
+            bundle = next((os.environ[v] for v in _CA_VARIABLES if os.environ.get(v)), None)
+            if bundle:
+                self.session.verify = bundle
         self.limiter = TokenBucket(settings.rate, settings.burst) if settings.rate else None
         self.requests_sent = 0
 

@@ -124,3 +124,12 @@ def test_proxy_from_the_environment_is_honoured(server, monkeypatch):
         "POST", "http://198.51.100.7/x", data=b"{}")
     assert response.status_code == 200
     assert len(server.request_times) == 1
+
+
+def test_ca_bundle_from_the_environment_is_honoured(server, monkeypatch, tmp_path):
+    """REQUESTS_CA_BUNDLE still decides what verifies TLS after the environment is read once:
+    a bundle path that does not exist is refused before any connection is made."""
+    missing = tmp_path / "no-such-bundle.pem"
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(missing))
+    with pytest.raises(OSError, match="no-such-bundle"):
+        _client(total_retries=0).request("POST", server.url.replace("http:", "https:") + "/x")
