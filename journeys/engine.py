@@ -56,6 +56,7 @@ from headwater import activity, snapshots
 from journeys.clock import Clock, utc_now
 from journeys.config import Journey, JourneyConfigError, JourneysFile, Step, StepKind
 from journeys.dispatch import StepClient
+from journeys.feed import FeedBatch, FeedWriter
 from journeys.profiles import ProfileIndex, ProfileLookup, event_identifiers
 from journeys.sources import EventSource
 from journeys.state import CATALOG, DELIVERY_COLUMNS, JOURNAL_COLUMNS
@@ -190,6 +191,7 @@ class FastPath:
         self._seq = 0
         # In-memory DuckDB that evaluates step conditions (SQL) over due instances' contexts.
         self._sql = duckdb.connect()
+        self._feed: FeedWriter | None = None  # write-behind, see write_behind()
         self._load()
 
     # ---- loading and saving -------------------------------------------------------------
@@ -860,34 +862,60 @@ class FastPath:
             "error": error, "external_id": external_id, "attempted_at": at,
         })
 
-    def flush_activity(self) -> int:
-        """Append unexported journal rows and deliveries to the activity feed; rows written."""
-        if self.activity_dir is None:
-            return 0
-        written = 0
+    def write_behind(self, state_path: Path) -> None:
+        """Hand feed files and checkpoints to a thread (the long-lived worker; journeys/feed.py):
+        from now on `flush_activity(wait=False)` never waits for the disk."""
+        self.con.execute("pragma wal_autocheckpoint=0")
+        self._feed = FeedWriter(self.activity_dir, state_path)
+
+    def flush_activity(self, *, wait: bool = True) -> int:
+        """Append unexported journal rows and deliveries to the activity feed; returns the rows
+        handed over. With write-behind and `wait` false the files are written on the feed
+        thread and marked exported at a later call, once durable."""
+        if self._feed is not None:
+            for done in self._feed.finished(block=wait):
+                self._mark_exported(done)
+            if self._feed.busy:
+                return 0
+        batches = self._unexported() if self.activity_dir is not None else []
+        if self._feed is not None and not wait:
+            self._feed.submit(batches)  # a checkpoint even when there are no rows
+            return sum(len(b.rows) for b in batches)
+        for batch in batches:
+            # A crash between the append and the update appends these rows again next time:
+            # readers deduplicate on the contract key.
+            assert self.activity_dir is not None
+            batch.append(self.activity_dir, batch.rows)
+            self._mark_exported(batch)
+        return sum(len(b.rows) for b in batches)
+
+    def _unexported(self) -> list[FeedBatch]:
+        batches = []
         for table, columns, append in (
             ("journal", JOURNAL_COLUMNS, activity.append_journey_events),
             ("deliveries", DELIVERY_COLUMNS, activity.append_deliveries),
         ):
-            cur = self.con.execute(
+            rows = self.con.execute(
                 f"select rowid, {', '.join(columns)} from {CATALOG}.{table} where exported = 0 "
                 "order by rowid"
-            )
-            rows = cur.fetchall()
+            ).fetchall()
             if rows:
-                # A crash between the append and the update appends these rows again next
-                # time: readers deduplicate on the contract key.
-                append(self.activity_dir, [dict(zip(columns, r[1:], strict=True)) for r in rows])
-                self.con.execute(f"update {CATALOG}.{table} set exported = 1 "
-                                 "where exported = 0 and rowid <= ?", [rows[-1][0]])
-                written += len(rows)
-        return written
+                batches.append(FeedBatch(
+                    table, rows[-1][0], append,
+                    [dict(zip(columns, r[1:], strict=True)) for r in rows]))
+        return batches
+
+    def _mark_exported(self, batch: FeedBatch) -> None:
+        self.con.execute(f"update {CATALOG}.{batch.table} set exported = 1 "
+                         "where exported = 0 and rowid <= ?", [batch.last_rowid])
 
     def close(self) -> None:
         for client in self.clients.values():
             client.close()
         self._sql.close()
         self.profiles.close()
+        if self._feed is not None:
+            self._feed.close()
 
 
 _OUTBOX_COLUMNS = (

@@ -76,11 +76,11 @@ def open_fastpath(
     clock: Clock | None = None,
     source: EventSource | None = None,
     environ: Mapping[str, str] | None = None,
-    background_profiles: bool = False,
+    long_lived: bool = False,
 ) -> Iterator[FastPath]:
     """Take the lock (FastPathBusyError if held), open the state, yield a ready FastPath.
-    `background_profiles`: load new publishes in a thread (the long-lived worker; see
-    ProfileLookup)."""
+    `long_lived` (the worker): new publishes load on a thread (ProfileLookup) and feed files
+    and checkpoints are written behind (journeys/feed.py), so a step never waits for either."""
     lock = SyncLock(locations.lock_dir, LOCK_NAME)
     try:
         lock.acquire()
@@ -95,10 +95,12 @@ def open_fastpath(
         ledger = CapLedger(locations.ledger, config.frequency_caps)
         fast = FastPath(
             con, config, source or LandingSource(locations.landing),
-            ProfileLookup(locations.published, background=background_profiles),
+            ProfileLookup(locations.published, background=long_lived),
             clock or SystemClock(), ledger=ledger,
             activity_dir=locations.activity, environ=environ,
         )
+        if long_lived:
+            fast.write_behind(locations.state)
         try:
             yield fast
             fast.flush_activity()
@@ -128,8 +130,8 @@ def run_worker(
     """Step until `stop` is set (or SIGTERM/SIGINT, or `max_seconds`); returns the totals.
 
     Idle steps cost one directory listing; the worker sleeps `interval_seconds` after a step
-    that found nothing. The activity feed is flushed every `flush_seconds` (off the hot path:
-    an fsync per file) and on the way out.
+    that found nothing. Every `flush_seconds` the activity feed is handed to the feed thread,
+    which also checkpoints the state (journeys/feed.py); on the way out it is flushed inline.
     """
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -137,7 +139,7 @@ def run_worker(
             signal.signal(sig, lambda *_: stop.set())
     totals = StepResult()
     started = time.monotonic()
-    with open_fastpath(locations, background_profiles=True) as fast:
+    with open_fastpath(locations, long_lived=True) as fast:
         last_flush = time.monotonic()
         while not stop.is_set():
             one = fast.step()
@@ -145,7 +147,7 @@ def run_worker(
             if on_step is not None:
                 on_step(one)
             if time.monotonic() - last_flush >= flush_seconds:
-                fast.flush_activity()
+                fast.flush_activity(wait=False)
                 last_flush = time.monotonic()
             if max_seconds is not None and time.monotonic() - started >= max_seconds:
                 break

@@ -205,10 +205,11 @@ class TableSource:
             f'cast("{c}" as varchar) as "{c}"' if c in ("traits", "properties", "context")
             else f'"{c}"' for c in COLUMNS
         )
-        return self.con.execute(
+        table: pa.Table = self.con.sql(
             f"select {cols} from {self.relation} "
-            "where (cast(? as timestamp) is null or received_at > ?) "
-            "and (cast(? as timestamp) is null or received_at <= ?) "
+            "where (cast($1 as timestamp) is null or received_at > $1) "
+            "and (cast($2 as timestamp) is null or received_at <= $2) "
             "order by received_at, message_id",
-            [after, after, until, until],
+            params=[after, until],
         ).to_arrow_table()
+        return table
