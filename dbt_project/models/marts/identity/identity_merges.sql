@@ -7,17 +7,24 @@
 -#}
 with clusters as (
 
-    select identifier_id, cluster_id, identifier_type, identifier_value, profile_id
+    select identifier_id, cluster_id, profile_id
     from {{ ref('int_identity_clusters') }}
+
+),
+
+identifiers as (
+
+    select identifier_id, identifier_type, identifier_value
+    from {{ ref('int_identity_identifiers') }}
 
 )
 
 select
     a.profile_id,
-    a.identifier_type as identifier_type_a,
-    a.identifier_value as identifier_value_a,
-    b.identifier_type as identifier_type_b,
-    b.identifier_value as identifier_value_b,
+    ia.identifier_type as identifier_type_a,
+    ia.identifier_value as identifier_value_a,
+    ib.identifier_type as identifier_type_b,
+    ib.identifier_value as identifier_value_b,
     e.source,
     e.record_key,
     e.first_seen_at,
@@ -25,5 +32,7 @@ select
 from {{ ref('int_identity_edges') }} as e
 inner join clusters as a on e.identifier_id_a = a.identifier_id
 inner join clusters as b on e.identifier_id_b = b.identifier_id
+inner join identifiers as ia on e.identifier_id_a = ia.identifier_id
+inner join identifiers as ib on e.identifier_id_b = ib.identifier_id
 -- one profile per cluster: compare the integer cluster ids, not the hashes
 where a.cluster_id = b.cluster_id

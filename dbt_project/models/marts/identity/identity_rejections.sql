@@ -20,10 +20,17 @@ with identifiers as (
 
 clusters as (
 
-    select
-        identifier_id, cluster_id, identifier_type, identifier_value, profile_id,
-        component_user_ids
+    select identifier_id, cluster_id, profile_id, component_user_ids
     from {{ ref('int_identity_clusters') }}
+
+),
+
+user_id_profiles as (
+
+    select i.identifier_value as user_id, c.profile_id
+    from clusters as c
+    inner join {{ ref('int_identity_identifiers') }} as i on c.identifier_id = i.identifier_id
+    where i.identifier_type = 'user_id'
 
 ),
 
@@ -39,10 +46,7 @@ excluded as (
                 then u.profile_id
         end as profile_id
     from identifiers as i
-    left join clusters as u
-        on u.identifier_type = 'user_id'
-        and i.most_recent_user_id = u.identifier_value
-    where i.rejection_reason is not null
+    left join user_id_profiles as u on i.most_recent_user_id = u.user_id
 
 ),
 
@@ -72,8 +76,8 @@ cut_edges as (
 limited as (
 
     select
-        c.identifier_type,
-        c.identifier_value,
+        i.identifier_type,
+        i.identifier_value,
         'limit_exceeded' as reason,
         'linked to ' || cast(count(distinct x.other_cluster_id) as varchar)
             || ' other profile(s) with another user_id (component holds '
@@ -82,7 +86,8 @@ limited as (
         c.profile_id
     from cut_edges as x
     inner join clusters as c on x.identifier_id = c.identifier_id
-    group by c.identifier_type, c.identifier_value, c.profile_id
+    inner join {{ ref('int_identity_identifiers') }} as i on x.identifier_id = i.identifier_id
+    group by i.identifier_type, i.identifier_value, c.profile_id
 
 )
 
