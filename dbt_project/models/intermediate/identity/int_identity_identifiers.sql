@@ -11,14 +11,6 @@
     device look shared. Over-shared identifiers merge nothing; an over-shared anonymous_id (a
     shared device) is still mapped to the profile of the user_id most recently seen on it
     (most_recent_user_id), the way Segment attributes a shared device's anonymous traffic.
-
-  One pass builds the dictionary and the sharing evidence together: the records are unpivoted
-  once (each row keeps its record's other identifiers as co_ columns) and grouped once, keeping
-  per co-type the smallest and the largest co-value. A record holds one value per column, so an
-  identifier whose smallest and largest co-value agree was seen with exactly one: almost all
-  of them. Only the few where they differ (candidates) are counted exactly, with blocklisted
-  co-values left out. On millions of rows this replaces a distinct over every (identifier,
-  co-identifier) pair, the most expensive step, by a handful of extra aggregates.
 -#}
 {%- set over_shared = identity_over_shared() -%}
 {%- set count_columns = {
@@ -33,116 +25,64 @@
     {%- if n not in counted -%}{%- do counted.append(n) -%}{%- endif -%}
   {%- endfor -%}
 {%- endfor -%}
-{#- the co_ columns each observation carries: the counted types, and user_id for attribution -#}
-{%- set co_types = counted + ([] if 'user_id' in counted else ['user_id']) -%}
-{%- set judged_list = "'" ~ (judged_types | join("', '")) ~ "'" -%}
 
-{%- set observations -%}
+with records as (
 
-    -- one row per (record, identifier column); slot is the column the value came from. Slots
-    -- that no rule judges carry no co_ values (nothing to aggregate for them); an alias's
-    -- previous_id carries them, since it is typed (and maybe judged) later
-    {%- for t in simple_types + ['previous_id'] %}
+    select * from {{ ref('int_identity_records') }}
+
+),
+
+known_user_ids as (
+
+    select distinct user_id from records where user_id is not null
+
+),
+
+typed_records as (
+
+    -- an alias's previous_id is a former user_id when that value is used as a user_id
     select
-        '{{ t }}' as slot,
+        r.*,
+        case when k.user_id is not null then 'user_id' else 'anonymous_id' end as previous_id_type
+    from records as r
+    left join known_user_ids as k on r.previous_id = k.user_id
+
+),
+
+observations as (
+
+    {% for t in simple_types %}
+    select
+        '{{ t }}' as identifier_type,
         {{ t }} as identifier_value,
         first_seen_at,
         last_seen_at,
         record_count
-        {%- for n in co_types %},
-        {% if t in judged_types or t == 'previous_id' -%}
-        {{ n }} {%- else -%} cast(null as varchar) {%- endif %} as co_{{ n }}
-        {%- endfor %}
-    from {{ ref('int_identity_records') }}
+    from typed_records
     where {{ t }} is not null
-    {% if not loop.last %}union all{% endif %}
-    {%- endfor %}
-{%- endset %}
-
-with observations as (
-{{ observations }}
-
-),
-
-slot_values as (
-
+    union all
+    {% endfor %}
     select
-        slot,
-        identifier_value,
-        min(first_seen_at) as first_seen_at,
-        max(last_seen_at) as last_seen_at,
-        sum(record_count) as record_count,
-        {%- for n in co_types %}
-        min(co_{{ n }}) as min_{{ n }},
-        max(co_{{ n }}) as max_{{ n }},
-        {%- endfor %}
-        max(case when co_user_id is not null then last_seen_at end) as recent_user_at,
-        max_by(co_user_id, case when co_user_id is not null then last_seen_at end)
-            as recent_user_id
-    from observations
-    group by slot, identifier_value
-
-),
-
-previous_ids as (
-
-    -- an alias's previous_id is a former user_id when that value is used as a user_id, else an
-    -- anonymous_id (typed per distinct previous_id value, not per record)
-    select
-        p.*,
-        case when u.identifier_value is not null then 'user_id' else 'anonymous_id' end
-            as identifier_type
-    from slot_values as p
-    left join slot_values as u
-        on u.slot = 'user_id'
-        and p.identifier_value = u.identifier_value
-    where p.slot = 'previous_id'
+        previous_id_type as identifier_type,
+        previous_id as identifier_value,
+        first_seen_at,
+        last_seen_at,
+        record_count
+    from typed_records
+    where previous_id is not null
 
 ),
 
 identifiers as (
 
-    -- previous_id values merged into the identifier they were typed as
     select
-        coalesce(s.slot, p.identifier_type) as identifier_type,
-        coalesce(s.identifier_value, p.identifier_value) as identifier_value,
-        least(
-            coalesce(s.first_seen_at, p.first_seen_at), coalesce(p.first_seen_at, s.first_seen_at)
-        ) as first_seen_at,
-        greatest(
-            coalesce(s.last_seen_at, p.last_seen_at), coalesce(p.last_seen_at, s.last_seen_at)
-        ) as last_seen_at,
-        cast(coalesce(s.record_count, 0) + coalesce(p.record_count, 0) as bigint) as record_count,
-        {%- for n in co_types %}
-        least(coalesce(s.min_{{ n }}, p.min_{{ n }}), coalesce(p.min_{{ n }}, s.min_{{ n }}))
-            as min_{{ n }},
-        greatest(coalesce(s.max_{{ n }}, p.max_{{ n }}), coalesce(p.max_{{ n }}, s.max_{{ n }}))
-            as max_{{ n }},
-        {%- endfor %}
-        case
-            when p.recent_user_at > s.recent_user_at or s.recent_user_at is null
-                then p.recent_user_id
-            else s.recent_user_id
-        end as recent_user_id
-    from (select * from slot_values where slot <> 'previous_id') as s
-    full outer join previous_ids as p
-        on s.slot = p.identifier_type
-        and s.identifier_value = p.identifier_value
-
-),
-
-numbered as (
-
-    select
-        -- numbered in canonical order (earliest seen, then type priority, then value): the
-        -- smallest id of a cluster is its canonical member, and the user_id split's ties go to
-        -- the earliest-seen user_id
-        row_number() over (
-            order by first_seen_at, {{ identity_priority_sql('identifier_type') | indent(12) }},
-                identifier_value, identifier_type
-        ) as identifier_id,
-        *
-    from identifiers
+        identifier_type,
+        identifier_value,
+        min(first_seen_at) as first_seen_at,
+        max(last_seen_at) as last_seen_at,
+        cast(sum(record_count) as bigint) as record_count
+    from observations
+    group by identifier_type, identifier_value
 
 ),
 
@@ -159,15 +99,15 @@ blocklist as (
 
 blocklist_hits as (
 
-    select i.identifier_id, b.identifier_value as entry, b.note
-    from numbered as i
+    select i.identifier_type, i.identifier_value, b.identifier_value as entry, b.note
+    from identifiers as i
     inner join blocklist as b
         on lower(i.identifier_value) = b.identifier_value
         and b.match_type = 'exact'
         and b.identifier_type in (i.identifier_type, 'any')
     union all
-    select i.identifier_id, b.identifier_value as entry, b.note
-    from numbered as i
+    select i.identifier_type, i.identifier_value, b.identifier_value as entry, b.note
+    from identifiers as i
     inner join blocklist as b
         on b.match_type = 'pattern'
         and b.identifier_type in (i.identifier_type, 'any')
@@ -178,146 +118,158 @@ blocklist_hits as (
 blocked as (
 
     select
-        h.identifier_id,
-        i.identifier_type,
-        i.identifier_value,
-        min(h.entry) as blocklist_entry,
-        min(h.note) as blocklist_note
-    from blocklist_hits as h
-    inner join numbered as i on h.identifier_id = i.identifier_id
-    group by h.identifier_id, i.identifier_type, i.identifier_value
+        identifier_type,
+        identifier_value,
+        min(entry) as blocklist_entry,
+        min(note) as blocklist_note
+    from blocklist_hits
+    group by identifier_type, identifier_value
 
 ),
 
-candidates as (
+clean_records as (
 
-    -- usable judged identifiers seen with two or more distinct values of some co-type
-    -- (blocklisted ones included here; the exact count below leaves them out)
-    select i.identifier_id, i.identifier_type, i.identifier_value, p.identifier_type as previous_type
-    from numbered as i
-    left join previous_ids as p on i.identifier_value = p.identifier_value
-    where i.identifier_type in ({{ judged_list }})
-        and i.identifier_id not in (select identifier_id from blocked)
-        and (
-            {%- for n in co_types %}
-            i.min_{{ n }} <> i.max_{{ n }} {%- if not loop.last %} or {% endif %}
-            {%- endfor %}
-        )
-
-),
-
-candidate_observations as (
-
-    -- the unpivot again rather than a second read of the observations CTE, which would make
-    -- DuckDB materialize all of it (tens of millions of text cells) for a few candidates
-    select c.identifier_id, o.*
-    from (
-{{ observations | indent(8, true) }}
-    ) as o
-    inner join candidates as c
-        on o.identifier_value = c.identifier_value
-        and (
-            o.slot = c.identifier_type
-            or (o.slot = 'previous_id' and c.previous_type = c.identifier_type)
-        )
+    -- each record's identifiers with blocklisted values removed: what co-occurrence counts see
+    select
+        r.first_seen_at,
+        r.last_seen_at,
+        r.previous_id_type,
+        case when b_prev.identifier_value is null then r.previous_id end as previous_id
+        {%- for t in simple_types %},
+        case when b_{{ loop.index }}.identifier_value is null then r.{{ t }} end as {{ t }}
+        {%- endfor %}
+    from typed_records as r
+    {%- for t in simple_types %}
+    left join blocked as b_{{ loop.index }}
+        on b_{{ loop.index }}.identifier_type = '{{ t }}'
+        and b_{{ loop.index }}.identifier_value = r.{{ t }}
+    {%- endfor %}
+    left join blocked as b_prev
+        on b_prev.identifier_type = r.previous_id_type
+        and b_prev.identifier_value = r.previous_id
 
 ),
 
-candidate_co_values as (
+clean_observations as (
 
-    {%- for n in co_types %}
-    select identifier_id, '{{ n }}' as co_type, co_{{ n }} as co_value, last_seen_at
-    from candidate_observations
-    where co_{{ n }} is not null
+    {% for t in simple_types + ['previous_id'] if t in judged_types or t == 'previous_id' %}
+    select
+        {% if t == 'previous_id' -%} previous_id_type {%- else -%} '{{ t }}' {%- endif %}
+            as identifier_type,
+        {{ t }} as identifier_value,
+        last_seen_at,
+        user_id as co_user_id,
+        crm_contact_id as co_crm_contact_id,
+        email as co_email,
+        phone as co_phone,
+        anonymous_id as co_anonymous_id
+    from clean_records
+    where {{ t }} is not null
+        {%- if t == 'previous_id' %}
+        and previous_id_type in ('{{ judged_types | join("', '") }}')
+        {%- endif %}
     {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+
+),
+
+co_identifiers as (
+
+    -- distinct (identifier, co-identifier) pairs, one row per co-type: one distinct and one
+    -- count per type is far cheaper than several count(distinct) over the same groups
+    {%- for n in counted %}
+    select identifier_type, identifier_value, '{{ n }}' as co_type, co_{{ n }} as co_value
+    from clean_observations
+    where co_{{ n }} is not null
+    {% if not loop.last %}union{% endif %}
     {%- endfor %}
 
 ),
 
-clean_candidate_co_values as (
+co_counts as (
 
-    select v.*
-    from candidate_co_values as v
-    left join blocked as b
-        on v.co_type = b.identifier_type
-        and v.co_value = b.identifier_value
-    where b.identifier_id is null
+    select
+        identifier_type,
+        identifier_value
+        {%- for t, c in count_columns.items() if t in counted %},
+        count(case when co_type = '{{ t }}' then 1 end) as {{ c }}
+        {%- endfor %}
+    from co_identifiers
+    group by identifier_type, identifier_value
 
 ),
 
-exact_counts as (
+seen as (
+
+    -- every judged identifier (counts are 0, not null, when nothing was seen with it)
+    select
+        identifier_type,
+        identifier_value,
+        max_by(co_user_id, case when co_user_id is not null then last_seen_at end)
+            as most_recent_user_id
+    from clean_observations
+    group by identifier_type, identifier_value
+
+),
+
+usage as (
 
     select
-        identifier_id
-        {%- for n in counted %},
-        count(distinct case when co_type = '{{ n }}' then co_value end) as {{ count_columns[n] }}
-        {%- endfor %},
-        max_by(case when co_type = 'user_id' then co_value end,
-            case when co_type = 'user_id' then last_seen_at end) as most_recent_user_id
-    from clean_candidate_co_values
-    group by identifier_id
+        s.identifier_type,
+        s.identifier_value,
+        {%- for t, c in count_columns.items() %}
+        {% if t in counted -%}
+        coalesce(k.{{ c }}, 0) {%- else -%} cast(null as bigint) {%- endif %} as {{ c }},
+        {%- endfor %}
+        s.most_recent_user_id
+    from seen as s
+    left join co_counts as k
+        on s.identifier_type = k.identifier_type
+        and s.identifier_value = k.identifier_value
 
 ),
 
 judged as (
 
     select
-        i.identifier_id,
         i.identifier_type,
         i.identifier_value,
         i.first_seen_at,
         i.last_seen_at,
         i.record_count,
-        {%- for t, c in count_columns.items() %}
-        {% if t in counted -%}
-        -- judged usable identifiers get a count (0, not null, when nothing was seen)
-        case
-            when b.identifier_id is not null or i.identifier_type not in ({{ judged_list }})
-                then null
-            when x.identifier_id is not null then coalesce(x.{{ c }}, 0)
-            when i.min_{{ t }} is null then 0
-            when i.min_{{ t }} in (
-                select identifier_value from blocked where identifier_type = '{{ t }}'
-            ) then 0
-            else 1
-        end
-        {%- else -%} cast(null as bigint) {%- endif %} as {{ c }},
+        {%- for c in count_columns.values() %}
+        u.{{ c }},
         {%- endfor %}
-        case
-            when i.identifier_type <> 'anonymous_id' or b.identifier_id is not null then null
-            when x.identifier_id is not null then x.most_recent_user_id
-            when i.recent_user_id in (
-                select identifier_value from blocked where identifier_type = 'user_id'
-            ) then null
-            else i.recent_user_id
-        end as most_recent_user_id,
+        u.most_recent_user_id,
         b.blocklist_entry,
-        b.blocklist_note
-    from numbered as i
-    left join blocked as b on i.identifier_id = b.identifier_id
-    left join exact_counts as x on i.identifier_id = x.identifier_id
-
-),
-
-detailed as (
-
-    select
-        *,
+        b.blocklist_note,
         case
             {%- for t, limits in over_shared.items() %}
             {%- for n, max_count in limits.items() %}
-            when identifier_type = '{{ t }}' and {{ count_columns[n] }} > {{ max_count }}
-                then 'seen with ' || cast({{ count_columns[n] }} as varchar)
+            when i.identifier_type = '{{ t }}' and u.{{ count_columns[n] }} > {{ max_count }}
+                then 'seen with ' || cast(u.{{ count_columns[n] }} as varchar)
                     || ' distinct {{ n }} values (over-shared above {{ max_count }})'
             {%- endfor %}
             {%- endfor %}
         end as over_shared_detail
-    from judged
+    from identifiers as i
+    left join usage as u
+        on i.identifier_type = u.identifier_type
+        and i.identifier_value = u.identifier_value
+    left join blocked as b
+        on i.identifier_type = b.identifier_type
+        and i.identifier_value = b.identifier_value
 
 )
 
 select
-    identifier_id,
+    -- numbered in canonical order (earliest seen, then type priority, then value): the
+    -- smallest id of a cluster is its canonical member, and the user_id split's ties go to
+    -- the earliest-seen user_id
+    row_number() over (
+        order by first_seen_at, {{ identity_priority_sql('identifier_type') | indent(8) }},
+            identifier_value, identifier_type
+    ) as identifier_id,
     identifier_type,
     identifier_value,
     {{ identity_priority_sql('identifier_type') }} as type_priority,
@@ -333,9 +285,9 @@ select
     end as rejection_reason,
     case
         when blocklist_entry is not null
-            then 'matches blocklist entry ''' || blocklist_entry || ''' ('
-                || coalesce(blocklist_note, 'placeholder') || ')'
+            then 'matches blocklist entry ''' || blocklist_entry || ''' (' || coalesce(blocklist_note, 'placeholder') || ')'
         else over_shared_detail
     end as rejection_detail,
-    most_recent_user_id
-from detailed
+    case when identifier_type = 'anonymous_id' then most_recent_user_id end
+        as most_recent_user_id
+from judged
