@@ -11,13 +11,9 @@
 -#}
 {%- set simple_types = ['user_id', 'anonymous_id', 'email', 'phone', 'crm_contact_id'] -%}
 
-with records as (
-
-    select * from {{ ref('int_identity_records') }}
-
-),
-
-identifiers as (
+{#- int_identity_records is referenced directly: a CTE read by several branches is
+    materialized by DuckDB, a full copy of the records (text) before anything is filtered. -#}
+with identifiers as (
 
     select identifier_id, identifier_type, identifier_value, type_priority
     from {{ ref('int_identity_identifiers') }}
@@ -39,7 +35,7 @@ observations as (
     select
         record_id, first_seen_at, record_count, '{{ t }}' as identifier_type,
         {{ t }} as identifier_value
-    from records
+    from {{ ref('int_identity_records') }}
     where {{ t }} is not null
     union all
     {% endfor %}
@@ -49,7 +45,7 @@ observations as (
         r.record_count,
         case when k.user_id is not null then 'user_id' else 'anonymous_id' end,
         r.previous_id
-    from records as r
+    from {{ ref('int_identity_records') }} as r
     left join known_user_ids as k on r.previous_id = k.user_id
     where r.previous_id is not null
 
@@ -113,4 +109,4 @@ select
     d.first_seen_at,
     d.record_count
 from deduplicated as d
-inner join records as r on d.first_record_id = r.record_id
+inner join {{ ref('int_identity_records') }} as r on d.first_record_id = r.record_id

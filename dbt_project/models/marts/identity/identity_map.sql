@@ -7,16 +7,9 @@
   Blocklisted and other over-shared identifiers (emails, phones) have no profile: see
   identity_rejections.
 -#}
-with identifiers as (
-
-    select
-        identifier_id, identifier_type, identifier_value, rejection_reason, most_recent_user_id,
-        first_seen_at, last_seen_at
-    from {{ ref('int_identity_identifiers') }}
-
-),
-
-graph_members as (
+{#- Tables are referenced directly, never through a CTE read twice: DuckDB materializes such a
+    CTE, and here that means copying millions of rows of text before the join. -#}
+with graph_members as (
 
     -- clusters hold integers only: the text comes from the dictionary, joined by id
     select
@@ -27,7 +20,16 @@ graph_members as (
         i.first_seen_at,
         i.last_seen_at
     from {{ ref('int_identity_clusters') }} as c
-    inner join identifiers as i on c.identifier_id = i.identifier_id
+    inner join {{ ref('int_identity_identifiers') }} as i on c.identifier_id = i.identifier_id
+
+),
+
+user_id_profiles as (
+
+    select i.identifier_value as user_id, c.profile_id
+    from {{ ref('int_identity_clusters') }} as c
+    inner join {{ ref('int_identity_identifiers') }} as i on c.identifier_id = i.identifier_id
+    where i.identifier_type = 'user_id'
 
 ),
 
@@ -40,10 +42,8 @@ shared_devices as (
         'most_recent_user' as resolution,
         i.first_seen_at,
         i.last_seen_at
-    from identifiers as i
-    inner join graph_members as u
-        on u.identifier_type = 'user_id'
-        and i.most_recent_user_id = u.identifier_value
+    from {{ ref('int_identity_identifiers') }} as i
+    inner join user_id_profiles as u on i.most_recent_user_id = u.user_id
     where i.rejection_reason = 'over_shared' and i.identifier_type = 'anonymous_id'
 
 )

@@ -5,20 +5,8 @@
   Edges cut by the one-user_id-per-profile limit are not merges: they are in
   identity_rejections (limit_exceeded).
 -#}
-with clusters as (
-
-    select identifier_id, cluster_id, profile_id
-    from {{ ref('int_identity_clusters') }}
-
-),
-
-identifiers as (
-
-    select identifier_id, identifier_type, identifier_value
-    from {{ ref('int_identity_identifiers') }}
-
-)
-
+{#- Each table is joined twice, so it is referenced directly: a CTE read twice is
+    materialized by DuckDB, a copy of millions of rows before the joins. -#}
 select
     a.profile_id,
     ia.identifier_type as identifier_type_a,
@@ -30,9 +18,9 @@ select
     e.first_seen_at,
     e.record_count
 from {{ ref('int_identity_edges') }} as e
-inner join clusters as a on e.identifier_id_a = a.identifier_id
-inner join clusters as b on e.identifier_id_b = b.identifier_id
-inner join identifiers as ia on e.identifier_id_a = ia.identifier_id
-inner join identifiers as ib on e.identifier_id_b = ib.identifier_id
+inner join {{ ref('int_identity_clusters') }} as a on e.identifier_id_a = a.identifier_id
+inner join {{ ref('int_identity_clusters') }} as b on e.identifier_id_b = b.identifier_id
+inner join {{ ref('int_identity_identifiers') }} as ia on e.identifier_id_a = ia.identifier_id
+inner join {{ ref('int_identity_identifiers') }} as ib on e.identifier_id_b = ib.identifier_id
 -- one profile per cluster: compare the integer cluster ids, not the hashes
 where a.cluster_id = b.cluster_id

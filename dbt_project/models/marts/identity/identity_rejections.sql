@@ -8,6 +8,8 @@
     two user_ids in one profile; it stays in the profile of its nearest user_id (profile_id).
   detail says which rule fired with the numbers, to make tuning the vars and the seed easy.
 -#}
+{#- int_identity_clusters is referenced directly, not through a CTE read four times, which
+    DuckDB would materialize (millions of rows) before filtering to the few cut edges. -#}
 with identifiers as (
 
     select
@@ -18,17 +20,10 @@ with identifiers as (
 
 ),
 
-clusters as (
-
-    select identifier_id, cluster_id, profile_id, component_user_ids
-    from {{ ref('int_identity_clusters') }}
-
-),
-
 user_id_profiles as (
 
     select i.identifier_value as user_id, c.profile_id
-    from clusters as c
+    from {{ ref('int_identity_clusters') }} as c
     inner join {{ ref('int_identity_identifiers') }} as i on c.identifier_id = i.identifier_id
     where i.identifier_type = 'user_id'
 
@@ -59,8 +54,8 @@ cut as (
         a.cluster_id as cluster_a,
         b.cluster_id as cluster_b
     from {{ ref('int_identity_edges') }} as e
-    inner join clusters as a on e.identifier_id_a = a.identifier_id
-    inner join clusters as b on e.identifier_id_b = b.identifier_id
+    inner join {{ ref('int_identity_clusters') }} as a on e.identifier_id_a = a.identifier_id
+    inner join {{ ref('int_identity_clusters') }} as b on e.identifier_id_b = b.identifier_id
     where a.cluster_id <> b.cluster_id
 
 ),
@@ -85,7 +80,7 @@ limited as (
             || ' user_ids, limit 1); kept with its nearest user_id' as detail,
         c.profile_id
     from cut_edges as x
-    inner join clusters as c on x.identifier_id = c.identifier_id
+    inner join {{ ref('int_identity_clusters') }} as c on x.identifier_id = c.identifier_id
     inner join {{ ref('int_identity_identifiers') }} as i on x.identifier_id = i.identifier_id
     group by i.identifier_type, i.identifier_value, c.profile_id
 
