@@ -141,8 +141,9 @@ def test_long_chain_is_one_profile(built: Built) -> None:
     # the earliest-seen member names the profile (a tie in time goes to the type priority)
     with duckdb.connect(str(built[0])) as con:
         canonical = con.execute(
-            "select distinct canonical_type, canonical_value from int_identity_clusters "
-            "where profile_id = ?", [p]).fetchall()
+            "select distinct i.identifier_type, i.identifier_value from int_identity_clusters c "
+            "join int_identity_identifiers i on c.canonical_id = i.identifier_id "
+            "where c.profile_id = ?", [p]).fetchall()
     assert canonical == [("email", "chain0@x.io")]
 
 

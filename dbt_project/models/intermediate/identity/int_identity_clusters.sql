@@ -18,18 +18,19 @@
   value), which is its smallest identifier_id (int_identity_identifiers numbers identifiers in
   that order), so it is an integer min, not a window over strings; profile_id hashes its type
   and value, so the id stays the same across rebuilds and when a later identifier joins.
-  first_seen_at / last_seen_at ride along so that identity_map needs no second join.
+  Integers only (and the profile_id): the types, values and times stay in
+  int_identity_identifiers, and the marts join them by identifier_id. Writing five million
+  rows of text again here cost more than the join it saved. For a component that is not split
+  the cluster is the component, whose label is already its smallest member, so only split
+  clusters need a min().
 -#}
 with components as (
 
-    -- every usable identifier with its component, carrying what later steps need (ints first)
+    -- every usable identifier with its component, and whether it is a user_id
     select
         c.identifier_id,
         c.component_id,
-        i.identifier_type,
-        i.identifier_value,
-        i.first_seen_at,
-        i.last_seen_at
+        case when i.identifier_type = 'user_id' then 1 else 0 end as is_user_id
     from {{ ref('int_identity_components') }} as c
     inner join {{ ref('int_identity_identifiers') }} as i on c.identifier_id = i.identifier_id
 
@@ -39,7 +40,7 @@ user_ids_per_component as (
 
     select component_id, count(*) as n_user_ids
     from components
-    where identifier_type = 'user_id'
+    where is_user_id = 1
     group by component_id
 
 ),
@@ -67,7 +68,8 @@ nearest_user_id as (
 clustered as (
 
     select
-        c.*,
+        c.identifier_id,
+        c.component_id,
         coalesce(u.n_user_ids, 0) as component_user_ids,
         -- a conflicted component splits by nearest user_id; any other is one cluster
         coalesce(n.seed, c.component_id) as cluster_id,
@@ -78,36 +80,42 @@ clustered as (
 
 ),
 
-canonical as (
+split_canonical as (
 
     -- identifier_id follows (first_seen_at, type priority, value): the smallest id of a
-    -- cluster is its canonical member (an unsplit cluster's is its component_id)
+    -- cluster is its canonical member
+    select cluster_id, min(identifier_id) as canonical_id
+    from clustered
+    where component_user_ids > 1
+    group by cluster_id
+
+),
+
+canonical as (
+
     select
         k.cluster_id,
-        m.identifier_type as canonical_type,
-        m.identifier_value as canonical_value,
+        k.canonical_id,
         {{ identity_profile_id('m.identifier_type', 'm.identifier_value') }} as profile_id
     from (
-        select cluster_id, min(identifier_id) as canonical_id
+        -- an unsplit cluster is its component, labelled by its smallest member already
+        select cluster_id, cluster_id as canonical_id
         from clustered
-        group by cluster_id
+        where component_user_ids <= 1 and identifier_id = component_id
+        union all
+        select cluster_id, canonical_id from split_canonical
     ) as k
-    inner join components as m on k.canonical_id = m.identifier_id
+    inner join {{ ref('int_identity_identifiers') }} as m on k.canonical_id = m.identifier_id
 
 )
 
 select
     c.identifier_id,
-    c.identifier_type,
-    c.identifier_value,
     c.component_id,
     c.component_user_ids,
     c.cluster_id,
     c.user_id_distance,
-    k.profile_id,
-    k.canonical_type,
-    k.canonical_value,
-    c.first_seen_at,
-    c.last_seen_at
+    k.canonical_id,
+    k.profile_id
 from clustered as c
 inner join canonical as k on c.cluster_id = k.cluster_id

@@ -11,13 +11,9 @@
 -#}
 {%- set simple_types = ['user_id', 'anonymous_id', 'email', 'phone', 'crm_contact_id'] -%}
 
-with records as (
-
-    select * from {{ ref('int_identity_records') }}
-
-),
-
-identifiers as (
+{#- int_identity_records is referenced directly: a CTE read by several branches is
+    materialized by DuckDB, a full copy of the records (text) before anything is filtered. -#}
+with identifiers as (
 
     select identifier_id, identifier_type, identifier_value, type_priority
     from {{ ref('int_identity_identifiers') }}
@@ -36,16 +32,20 @@ observations as (
 
     -- record -> (type, value), typing previous_id as int_identity_identifiers does
     {% for t in simple_types %}
-    select record_id, '{{ t }}' as identifier_type, {{ t }} as identifier_value
-    from records
+    select
+        record_id, first_seen_at, record_count, '{{ t }}' as identifier_type,
+        {{ t }} as identifier_value
+    from {{ ref('int_identity_records') }}
     where {{ t }} is not null
     union all
     {% endfor %}
     select
         r.record_id,
+        r.first_seen_at,
+        r.record_count,
         case when k.user_id is not null then 'user_id' else 'anonymous_id' end,
         r.previous_id
-    from records as r
+    from {{ ref('int_identity_records') }} as r
     left join known_user_ids as k on r.previous_id = k.user_id
     where r.previous_id is not null
 
@@ -53,7 +53,7 @@ observations as (
 
 usable as (
 
-    select o.record_id, i.identifier_id, i.type_priority
+    select o.record_id, o.first_seen_at, o.record_count, i.identifier_id, i.type_priority
     from observations as o
     inner join identifiers as i
         on o.identifier_type = i.identifier_type
@@ -78,12 +78,12 @@ star as (
     select
         least(a.anchor_id, u.identifier_id) as identifier_id_a,
         greatest(a.anchor_id, u.identifier_id) as identifier_id_b,
-        r.record_id,
-        r.first_seen_at,
-        r.record_count
+        u.record_id,
+        -- the record's time and count ride along from observations: no join back to records
+        u.first_seen_at,
+        u.record_count
     from anchors as a
     inner join usable as u on a.record_id = u.record_id
-    inner join records as r on a.record_id = r.record_id
     where u.identifier_id <> a.anchor_id
 
 ),
@@ -109,4 +109,4 @@ select
     d.first_seen_at,
     d.record_count
 from deduplicated as d
-inner join records as r on d.first_record_id = r.record_id
+inner join {{ ref('int_identity_records') }} as r on d.first_record_id = r.record_id

@@ -26,15 +26,11 @@
   {%- endfor -%}
 {%- endfor -%}
 
-with records as (
+{#- int_identity_records is referenced directly: a CTE read twice is materialized by DuckDB,
+    a full copy of the records before anything is filtered. -#}
+with known_user_ids as (
 
-    select * from {{ ref('int_identity_records') }}
-
-),
-
-known_user_ids as (
-
-    select distinct user_id from records where user_id is not null
+    select distinct user_id from {{ ref('int_identity_records') }} where user_id is not null
 
 ),
 
@@ -44,7 +40,7 @@ typed_records as (
     select
         r.*,
         case when k.user_id is not null then 'user_id' else 'anonymous_id' end as previous_id_type
-    from records as r
+    from {{ ref('int_identity_records') }} as r
     left join known_user_ids as k on r.previous_id = k.user_id
 
 ),

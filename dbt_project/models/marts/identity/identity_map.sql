@@ -7,31 +7,29 @@
   Blocklisted and other over-shared identifiers (emails, phones) have no profile: see
   identity_rejections.
 -#}
-with clusters as (
+{#- Tables are referenced directly, never through a CTE read twice: DuckDB materializes such a
+    CTE, and here that means copying millions of rows of text before the join. -#}
+with graph_members as (
 
-    select identifier_type, identifier_value, profile_id, first_seen_at, last_seen_at
-    from {{ ref('int_identity_clusters') }}
-
-),
-
-shared_anonymous_ids as (
-
-    select identifier_type, identifier_value, most_recent_user_id, first_seen_at, last_seen_at
-    from {{ ref('int_identity_identifiers') }}
-    where rejection_reason = 'over_shared' and identifier_type = 'anonymous_id'
-
-),
-
-graph_members as (
-
+    -- clusters hold integers only: the text comes from the dictionary, joined by id
     select
-        identifier_type,
-        identifier_value,
-        profile_id,
+        i.identifier_type,
+        i.identifier_value,
+        c.profile_id,
         'graph' as resolution,
-        first_seen_at,
-        last_seen_at
-    from clusters
+        i.first_seen_at,
+        i.last_seen_at
+    from {{ ref('int_identity_clusters') }} as c
+    inner join {{ ref('int_identity_identifiers') }} as i on c.identifier_id = i.identifier_id
+
+),
+
+user_id_profiles as (
+
+    select i.identifier_value as user_id, c.profile_id
+    from {{ ref('int_identity_clusters') }} as c
+    inner join {{ ref('int_identity_identifiers') }} as i on c.identifier_id = i.identifier_id
+    where i.identifier_type = 'user_id'
 
 ),
 
@@ -44,10 +42,9 @@ shared_devices as (
         'most_recent_user' as resolution,
         i.first_seen_at,
         i.last_seen_at
-    from shared_anonymous_ids as i
-    inner join clusters as u
-        on u.identifier_type = 'user_id'
-        and i.most_recent_user_id = u.identifier_value
+    from {{ ref('int_identity_identifiers') }} as i
+    inner join user_id_profiles as u on i.most_recent_user_id = u.user_id
+    where i.rejection_reason = 'over_shared' and i.identifier_type = 'anonymous_id'
 
 )
 

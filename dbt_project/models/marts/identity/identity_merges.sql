@@ -5,25 +5,22 @@
   Edges cut by the one-user_id-per-profile limit are not merges: they are in
   identity_rejections (limit_exceeded).
 -#}
-with clusters as (
-
-    select identifier_id, cluster_id, identifier_type, identifier_value, profile_id
-    from {{ ref('int_identity_clusters') }}
-
-)
-
+{#- Each table is joined twice, so it is referenced directly: a CTE read twice is
+    materialized by DuckDB, a copy of millions of rows before the joins. -#}
 select
     a.profile_id,
-    a.identifier_type as identifier_type_a,
-    a.identifier_value as identifier_value_a,
-    b.identifier_type as identifier_type_b,
-    b.identifier_value as identifier_value_b,
+    ia.identifier_type as identifier_type_a,
+    ia.identifier_value as identifier_value_a,
+    ib.identifier_type as identifier_type_b,
+    ib.identifier_value as identifier_value_b,
     e.source,
     e.record_key,
     e.first_seen_at,
     e.record_count
 from {{ ref('int_identity_edges') }} as e
-inner join clusters as a on e.identifier_id_a = a.identifier_id
-inner join clusters as b on e.identifier_id_b = b.identifier_id
+inner join {{ ref('int_identity_clusters') }} as a on e.identifier_id_a = a.identifier_id
+inner join {{ ref('int_identity_clusters') }} as b on e.identifier_id_b = b.identifier_id
+inner join {{ ref('int_identity_identifiers') }} as ia on e.identifier_id_a = ia.identifier_id
+inner join {{ ref('int_identity_identifiers') }} as ib on e.identifier_id_b = ib.identifier_id
 -- one profile per cluster: compare the integer cluster ids, not the hashes
 where a.cluster_id = b.cluster_id

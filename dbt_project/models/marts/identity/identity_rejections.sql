@@ -8,6 +8,8 @@
     two user_ids in one profile; it stays in the profile of its nearest user_id (profile_id).
   detail says which rule fired with the numbers, to make tuning the vars and the seed easy.
 -#}
+{#- int_identity_clusters is referenced directly, not through a CTE read four times, which
+    DuckDB would materialize (millions of rows) before filtering to the few cut edges. -#}
 with identifiers as (
 
     select
@@ -18,12 +20,12 @@ with identifiers as (
 
 ),
 
-clusters as (
+user_id_profiles as (
 
-    select
-        identifier_id, cluster_id, identifier_type, identifier_value, profile_id,
-        component_user_ids
-    from {{ ref('int_identity_clusters') }}
+    select i.identifier_value as user_id, c.profile_id
+    from {{ ref('int_identity_clusters') }} as c
+    inner join {{ ref('int_identity_identifiers') }} as i on c.identifier_id = i.identifier_id
+    where i.identifier_type = 'user_id'
 
 ),
 
@@ -39,10 +41,7 @@ excluded as (
                 then u.profile_id
         end as profile_id
     from identifiers as i
-    left join clusters as u
-        on u.identifier_type = 'user_id'
-        and i.most_recent_user_id = u.identifier_value
-    where i.rejection_reason is not null
+    left join user_id_profiles as u on i.most_recent_user_id = u.user_id
 
 ),
 
@@ -55,8 +54,8 @@ cut as (
         a.cluster_id as cluster_a,
         b.cluster_id as cluster_b
     from {{ ref('int_identity_edges') }} as e
-    inner join clusters as a on e.identifier_id_a = a.identifier_id
-    inner join clusters as b on e.identifier_id_b = b.identifier_id
+    inner join {{ ref('int_identity_clusters') }} as a on e.identifier_id_a = a.identifier_id
+    inner join {{ ref('int_identity_clusters') }} as b on e.identifier_id_b = b.identifier_id
     where a.cluster_id <> b.cluster_id
 
 ),
@@ -72,8 +71,8 @@ cut_edges as (
 limited as (
 
     select
-        c.identifier_type,
-        c.identifier_value,
+        i.identifier_type,
+        i.identifier_value,
         'limit_exceeded' as reason,
         'linked to ' || cast(count(distinct x.other_cluster_id) as varchar)
             || ' other profile(s) with another user_id (component holds '
@@ -81,8 +80,9 @@ limited as (
             || ' user_ids, limit 1); kept with its nearest user_id' as detail,
         c.profile_id
     from cut_edges as x
-    inner join clusters as c on x.identifier_id = c.identifier_id
-    group by c.identifier_type, c.identifier_value, c.profile_id
+    inner join {{ ref('int_identity_clusters') }} as c on x.identifier_id = c.identifier_id
+    inner join {{ ref('int_identity_identifiers') }} as i on x.identifier_id = i.identifier_id
+    group by i.identifier_type, i.identifier_value, c.profile_id
 
 )
 
