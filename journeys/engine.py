@@ -262,7 +262,7 @@ class FastPath:
 
     def _save(self, watermark: datetime | None) -> None:
         """Commit instance changes, intents, answers, journal, deliveries and the watermark in
-        one transaction: one fsync per call, which is what a step's latency is made of."""
+        one transaction (a WAL append without fsync: see journeys/state.py)."""
         if not (self._dirty or self._dirty_lines or self._journal or self._deliveries
                 or self._intents or self._answers or self._audience_marks
                 or watermark is not None):
@@ -736,7 +736,7 @@ class FastPath:
             return
         ended, self._ended = sorted(self._ended), set()
         rows = []
-        self.con.execute("begin")  # one commit (one fsync) for all of them
+        self.con.execute("begin")  # one commit for all of them
         try:
             for instance_id in ended:
                 rows += self.con.execute(
