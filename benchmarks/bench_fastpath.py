@@ -140,7 +140,10 @@ def _case(tmp: Path, rate: float, seconds: float, build: str | None, customers: 
     with open(log, "wb") as err:
         collector = _headwater("collect", "--port", "0", env=env, stdout=subprocess.PIPE,
                                stderr=err)
-    procs = [collector, _headwater("fastpath", env=env)]
+    worker_log = tmp / f"worker-{slug}.log"
+    with open(worker_log, "wb") as err:
+        worker = _headwater("fastpath", env=env, stderr=err)
+    procs = [collector, worker]
     builder: subprocess.Popen[bytes] | None = None
     stop_builds = threading.Event()
     builds = 0
@@ -167,6 +170,10 @@ def _case(tmp: Path, rate: float, seconds: float, build: str | None, customers: 
         acked = load.acked
         state = _drained(hook, len(acked), Path(env["HEADWATER_JOURNEY_STATE_PATH"]))
         outbox = _outbox(Path(env["HEADWATER_JOURNEY_STATE_PATH"]))
+        if worker.poll() is not None:
+            # A benchmark that lost its worker measures nothing: say why, loudly.
+            raise RuntimeError(f"the fastpath worker exited with {worker.returncode}: "
+                               f"{worker_log.read_text()[-3000:]}")
     finally:
         stop_builds.set()
         for proc in procs:
