@@ -278,8 +278,7 @@ def _incremental(n: int, tmp: str, url: str, out: Any) -> None:
         counts = diff_sql.compute_diff(con, plan, full_resync=False, changes=changes)
         diff_s, diff_cpu = time.perf_counter() - started, time.process_time() - cpu
         assert changes is not None, "the cursor should allow an incremental diff"
-        con.execute("drop table hw_diff")
-        con.execute("drop table hw_rows")
+        diff_sql.drop_plan_tables(con)
         env = {"BENCH_SECRET": "s", "HEADWATER_WEBHOOK_BASE_URL": url}
         started = time.perf_counter()
         result = run_sync(con, spec, lock_dir=Path(tmp), environ=env, change_log=log)
