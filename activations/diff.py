@@ -178,9 +178,10 @@ def _desired_sql(plan: SyncPlan, rows: str) -> str:
     )
 
 
-def _model_columns(relation: str) -> str:
-    """The model's own columns of a change relation (publish's additions all start _hw_)."""
-    return f"select columns(lambda c: not starts_with(c, '_hw_')) from {relation}"
+def _read_columns(plan: SyncPlan) -> list[str]:
+    """The audience columns a plan reads: the key, what it hashes and maps, the consent gate."""
+    column = consent_column(plan.channel)
+    return list(dict.fromkeys(["profile_id", *plan.payload_columns, *([column] if column else [])]))
 
 
 def _state_sql(con: duckdb.DuckDBPyConnection, sync_name: str) -> str:
@@ -204,11 +205,18 @@ def _candidates(
     docstring) and read from the state table for the rest.
     """
     open_keys = f"select profile_id from {SCHEMA}.outbox where sync_name = ?"
+    derive = changes.relation is not None and changes.old_rows and plan.mode != Mode.UPSERT
+    # Only the columns the plan reads are kept (the rows of 1% churn are many at 10M).
+    columns = ", ".join(_q(c) for c in _read_columns(plan))
     branches: list[str] = []
     if changes.relation is not None:
+        fields = ", ".join(f"{_q(c)} := {OLD}.{_q(c)}" for c in _read_columns(plan))
+        previous = (f", case when {OLD} is not null then struct_pack({fields}) end as {OLD}"
+                    if derive else "")
         con.execute(
             f"""create or replace temp table hw_changes as
-            select *, {SEQ} = max({SEQ}) over w as _hw_latest,
+            select {columns}, {CHANGE}{previous},
+                   {SEQ} = max({SEQ}) over w as _hw_latest,
                    {SEQ} = min({SEQ}) over w as _hw_earliest
             from {changes.relation} window w as (partition by profile_id)"""
         )
@@ -221,7 +229,8 @@ def _candidates(
     )
     rows: list[str] = []
     if changes.relation is not None:
-        rows.append(_model_columns(f"hw_changes where _hw_latest and {CHANGE} = 'upsert'"))
+        rows.append(f"select {columns} from hw_changes "
+                    f"where _hw_latest and {CHANGE} = 'upsert'")
     unchanged = (
         "select profile_id from hw_keys"
         + (" except select cast(profile_id as varchar) from hw_changes"
@@ -230,14 +239,13 @@ def _candidates(
     (open_unchanged,) = con.execute(f"select count(*) from ({unchanged})").fetchone() or (0,)
     if open_unchanged:
         # Only with open intents: this branch reads the audience (a scan of it).
-        rows.append(f"select a.* from {plan.audience} a "
+        rows.append(f"select {columns} from {plan.audience} a "
                     f"where cast(a.profile_id as varchar) in ({unchanged})")
     if rows:
         con.execute("create or replace temp table hw_rows as " + " union all by name ".join(rows))
     else:
-        con.execute(f"create or replace temp table hw_rows as select * from {plan.audience} "
-                    "limit 0")
-    derive = changes.relation is not None and changes.old_rows and plan.mode != Mode.UPSERT
+        con.execute(f"create or replace temp table hw_rows as select {columns} "
+                    f"from {plan.audience} limit 0")
     state_rows = _state_sql(con, plan.sync_name)
     # Only the columns needed (identifiers: by removes, mirror mode only): spread churn touches
     # every block of a column it reads, and DuckDB keeps what it read in its buffer pool.
