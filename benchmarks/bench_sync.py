@@ -26,7 +26,11 @@
   the smallest. DuckDB's memory_limit is set to 2 GB so that its buffer pool is bounded the
   same at any N. `table_cache_mb` is what of it DuckDB holds as cached table blocks at the end
   (`duckdb_memory()`, tag BASE_TABLE): 1% churn spread over the audience touches every block
-  of every state column the diff reads, so that part grows with N however small the diff.
+  of every state column the diff reads, so that part grows with N however small the diff (a
+  mirror sync reads none but for open intents: its candidates' state comes from the change
+  log). `rss_by_phase_mb` is the peak RSS of each phase: the scan, the measured diff, and
+  run_sync's plan (diff and outbox write), drain and fold (PhaseRss). 1% churn is 10x the rows
+  at 10M, so what the phases hold in proportion to the diff grows with N as well.
 """
 
 from __future__ import annotations
