@@ -17,6 +17,15 @@ whole audience is compared instead on --full-resync, without a cursor (first pla
 table, a plan made without the log), when the cursor's published folder (lineage) or the plan's
 fingerprint (audience, mode, consent, hashed columns, this module's hashing) differ, or when
 the log no longer reaches back to the cursor (pruned files).
+
+What the destination holds for a candidate is, by the same induction, what the plan at the
+cursor wanted for it unless it has an open intent: in mirror and append mode that is a function
+of its audience row at the cursor, which every change row carries (its previous row, `_hw_old`).
+Those plans derive the state of their changed candidates from the log and read the state table
+only for the profiles with open intents: 1% churn spread over the audience would touch every
+block of the state's columns, and DuckDB keeps what it read cached up to its memory_limit
+(peak memory in proportion to N, benchmarks/bench_sync.py). Upsert mode keeps members who left
+in the state, so its state is not a function of the audience: it probes the state table.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from activations.state import (
     state_table,
     write_cursor,
 )
-from headwater.snapshots import CHANGE, ROW_HASH, SEQ, Manifest, change_relation
+from headwater.snapshots import CHANGE, OLD, SEQ, Manifest, change_relation
 
 # Part of every cursor's fingerprint: raise it when row_hash_sql or the consent or identifier
 # gates change meaning, so that every sync compares its whole audience once under the new rule.
@@ -74,6 +83,8 @@ class Changes:
 
     # SQL over the change files (model columns, _hw_change, _hw_seq); None: nothing changed.
     relation: str | None
+    # Every change file carries each member's previous row (headwater.snapshots.OLD).
+    old_rows: bool = False
 
 
 def _q(column: str) -> str:
@@ -150,11 +161,13 @@ def changes_since_cursor(
     files = log.manifest.changes_after(_audience_model(plan), cursor.seq)
     if files is None:
         return None
-    return Changes(change_relation(files, log.folder) if files else None)
+    if not files:
+        return Changes(None)
+    return Changes(change_relation(files, log.folder), all(f.old_rows for f in files))
 
 
-def _ids_present(plan: SyncPlan) -> str:
-    return " and ".join(f"a.{_q(c)} is not null" for c in plan.identifier_columns) or "true"
+def _ids_present(plan: SyncPlan, alias: str = "a") -> str:
+    return " and ".join(f"{alias}.{_q(c)} is not null" for c in plan.identifier_columns) or "true"
 
 
 def _desired_sql(plan: SyncPlan, rows: str) -> str:
@@ -163,6 +176,12 @@ def _desired_sql(plan: SyncPlan, rows: str) -> str:
         f"{row_hash_sql(plan.payload_columns)} as row_hash "
         f"from {rows} a where {consent_predicate(plan.channel)} and {_ids_present(plan)}"
     )
+
+
+def _read_columns(plan: SyncPlan) -> list[str]:
+    """The audience columns a plan reads: the key, what it hashes and maps, the consent gate."""
+    column = consent_column(plan.channel)
+    return list(dict.fromkeys(["profile_id", *plan.payload_columns, *([column] if column else [])]))
 
 
 def _state_sql(con: duckdb.DuckDBPyConnection, sync_name: str) -> str:
@@ -181,48 +200,86 @@ def _candidates(
 
     hw_keys: every profile the plan compares. hw_rows: their current audience rows, from the
     latest change row of each profile (an upsert carries the whole new row) and, for profiles
-    with an open intent but no change, from the audience itself.
+    with an open intent but no change, from the audience itself. hw_state: their sync state
+    (profile_id, row_hash, identifiers), derived from the log where it can be (module
+    docstring) and read from the state table for the rest.
     """
+    open_keys = f"select profile_id from {SCHEMA}.outbox where sync_name = ?"
+    derive = changes.relation is not None and changes.old_rows and plan.mode != Mode.UPSERT
+    # Only the columns the plan reads are kept (the rows of 1% churn are many at 10M).
+    columns = ", ".join(_q(c) for c in _read_columns(plan))
     branches: list[str] = []
     if changes.relation is not None:
+        fields = ", ".join(f"{_q(c)} := {OLD}.{_q(c)}" for c in _read_columns(plan))
+        previous = (f", case when {OLD} is not null then struct_pack({fields}) end as {OLD}"
+                    if derive else "")
         con.execute(
-            f"""create or replace temp table hw_changed as
-            select * exclude (m) from (
-                select *, max({SEQ}) over (partition by profile_id) as m from {changes.relation}
-            ) where {SEQ} = m"""
+            f"""create or replace temp table hw_changes as
+            select {columns}, {CHANGE}{previous},
+                   {SEQ} = max({SEQ}) over w as _hw_latest,
+                   {SEQ} = min({SEQ}) over w as _hw_earliest
+            from {changes.relation} window w as (partition by profile_id)"""
         )
         branches.append("select distinct cast(profile_id as varchar) as profile_id "
-                        "from hw_changed")
-    branches.append(f"select profile_id from {SCHEMA}.outbox where sync_name = ?")
+                        "from hw_changes")
+    branches.append(open_keys)
     con.execute(
         "create or replace temp table hw_keys as " + " union ".join(branches),
         [plan.sync_name],
     )
     rows: list[str] = []
     if changes.relation is not None:
-        rows.append(f"select * exclude ({ROW_HASH}, {CHANGE}, {SEQ}) from hw_changed "
-                    f"where {CHANGE} = 'upsert'")
+        rows.append(f"select {columns} from hw_changes "
+                    f"where _hw_latest and {CHANGE} = 'upsert'")
     unchanged = (
         "select profile_id from hw_keys"
-        + (" except select cast(profile_id as varchar) from hw_changed"
+        + (" except select cast(profile_id as varchar) from hw_changes"
            if changes.relation is not None else "")
     )
     (open_unchanged,) = con.execute(f"select count(*) from ({unchanged})").fetchone() or (0,)
     if open_unchanged:
         # Only with open intents: this branch reads the audience (a scan of it).
-        rows.append(f"select a.* from {plan.audience} a "
+        rows.append(f"select {columns} from {plan.audience} a "
                     f"where cast(a.profile_id as varchar) in ({unchanged})")
     if rows:
         con.execute("create or replace temp table hw_rows as " + " union all by name ".join(rows))
     else:
-        con.execute(f"create or replace temp table hw_rows as select * from {plan.audience} "
-                    "limit 0")
-    con.execute("drop table if exists hw_changed")
-    # Only the columns compared: spread churn touches every block of a column it reads, and
-    # DuckDB keeps what it read in its buffer pool (memory in proportion to N, benchmarks/).
-    state = (f"(select profile_id, row_hash from {_state_sql(con, plan.sync_name)} "
-             "where profile_id in (select profile_id from hw_keys))")
-    return "hw_rows", state
+        con.execute(f"create or replace temp table hw_rows as select {columns} "
+                    f"from {plan.audience} limit 0")
+    state_rows = _state_sql(con, plan.sync_name)
+    # Only the columns needed (identifiers: by removes, mirror mode only): spread churn touches
+    # every block of a column it reads, and DuckDB keeps what it read in its buffer pool.
+    identifiers = "identifiers" if plan.mode == Mode.MIRROR else "null::json as identifiers"
+
+    def probed(keys: str) -> str:
+        return (f"select profile_id, row_hash, {identifiers} from {state_rows} "
+                f"where profile_id in ({keys})")
+
+    params: list[str] = []
+    if derive:
+        # What the plan at the cursor wanted: the desired row of its audience row then.
+        previous = (f"(select unnest({OLD}) from hw_changes "
+                    f"where _hw_earliest and {OLD} is not null)")
+        state = (
+            f"select cast(o.profile_id as varchar) as profile_id, "
+            f"{row_hash_sql(plan.payload_columns, 'o')} as row_hash, "
+            f"{_json_object(plan.identifier_columns, 'o')} as identifiers "
+            f"from {previous} o where {consent_predicate(plan.channel, 'o')} "
+            f"and {_ids_present(plan, 'o')} and cast(o.profile_id as varchar) not in "
+            f"({open_keys})"
+        )
+        params.append(plan.sync_name)
+        (opened,) = con.execute(
+            f"select count(*) from {SCHEMA}.outbox where sync_name = ?", [plan.sync_name]
+        ).fetchone() or (0,)
+        if opened:
+            state += " union all " + probed(open_keys)
+            params.append(plan.sync_name)
+    else:
+        state = probed("select profile_id from hw_keys")
+    con.execute("create or replace temp table hw_state as " + state, params)
+    con.execute("drop table if exists hw_changes")
+    return "hw_rows", "hw_state"
 
 
 def diff_sql(
@@ -277,7 +334,8 @@ def compute_diff(
     """Materialize the diff as temp table hw_diff; return counts per action.
 
     With `changes` (and not a full resync) only the candidates are compared, and their audience
-    rows are left in temp table hw_rows (`rows_relation` names where the rows are).
+    rows and state are left in temp tables hw_rows and hw_state (`rows_relation` and
+    `state_relation` name where they are; `drop_plan_tables` drops them).
     """
     if rows_relation(plan, full_resync, changes) != plan.audience:
         rows, state = _candidates(con, plan, changes)
@@ -302,6 +360,17 @@ def compute_diff(
 def rows_relation(plan: SyncPlan, full_resync: bool, changes: Changes | None) -> str:
     """Where compute_diff leaves the audience rows of the members it diffed."""
     return "hw_rows" if changes is not None and not full_resync else plan.audience
+
+
+def state_relation(plan: SyncPlan, full_resync: bool, changes: Changes | None) -> str:
+    """Where compute_diff leaves the sync state of the members it diffed."""
+    return "hw_state" if changes is not None and not full_resync else state_table(plan.sync_name)
+
+
+def drop_plan_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop what compute_diff left behind."""
+    for table in ("hw_diff", "hw_rows", "hw_state"):
+        con.execute(f"drop table if exists {table}")
 
 
 def write_plan(
@@ -329,6 +398,7 @@ def write_plan(
         changes = None if full_resync else changes_since_cursor(con, plan, log)
         by_action = compute_diff(con, plan, full_resync, changes)
         rows = rows_relation(plan, full_resync, changes)
+        prior = state_relation(plan, full_resync, changes)
         # Rejected intents the diff still wants: retry with their key and attempt count.
         revived = con.execute(
             f"""update {SCHEMA}.outbox o set status = 'pending', updated_at = now()
@@ -345,8 +415,10 @@ def write_plan(
               and not exists (select 1 from hw_diff d where {match})""",
             [plan.sync_name],
         ).fetchall()[0]
-        con.execute(f"delete from {st} s using hw_diff d where d.action = 'leave' "
-                    "and s.profile_id = d.profile_id")
+        if by_action.get("leave"):
+            # A join with the state table reads every block of its key column: only if needed.
+            con.execute(f"delete from {st} s using hw_diff d where d.action = 'leave' "
+                        "and s.profile_id = d.profile_id")
         payload = _json_object(plan.payload_columns)
         identifiers = _json_object(plan.identifier_columns)
         con.execute(
@@ -360,13 +432,12 @@ def write_plan(
             from hw_diff d
             left join {rows} a
               on d.action <> 'remove' and cast(a.profile_id as varchar) = d.profile_id
-            left join {st} s on d.action = 'remove' and s.profile_id = d.profile_id
+            left join {prior} s on d.action = 'remove' and s.profile_id = d.profile_id
             where d.action <> 'leave' and not exists (
                 select 1 from {SCHEMA}.outbox o where o.sync_name = ? and {match})""",
             [plan.sync_name, plan.sync_name, run_id, run_id, plan.sync_name],
         )
-        con.execute("drop table hw_diff")
-        con.execute("drop table if exists hw_rows")
+        drop_plan_tables(con)
         cursor = None
         if log is not None and log.manifest.lineage and _audience_model(plan) in (
             log.manifest.models

@@ -330,8 +330,7 @@ def _dry_run(
           on cast(a.profile_id as varchar) = d.profile_id
         where d.action in ('add', 'update', 'send') limit {int(sample_size)}"""
     ).fetchall()
-    con.execute("drop table hw_diff")
-    con.execute("drop table if exists hw_rows")
+    diff_sql.drop_plan_tables(con)
     import json
 
     for profile_id, action, raw in rows:

@@ -26,7 +26,11 @@
   the smallest. DuckDB's memory_limit is set to 2 GB so that its buffer pool is bounded the
   same at any N. `table_cache_mb` is what of it DuckDB holds as cached table blocks at the end
   (`duckdb_memory()`, tag BASE_TABLE): 1% churn spread over the audience touches every block
-  of every state column the diff reads, so that part grows with N however small the diff.
+  of every state column the diff reads, so that part grows with N however small the diff (a
+  mirror sync reads none but for open intents: its candidates' state comes from the change
+  log). `rss_by_phase_mb` is the peak RSS of each phase: the scan, the measured diff, and
+  run_sync's plan (diff and outbox write), drain and fold (PhaseRss). 1% churn is 10x the rows
+  at 10M, so what the phases hold in proportion to the diff grows with N as well.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import json
 import multiprocessing as mp
 import resource
 import tempfile
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -79,6 +84,78 @@ def _serve(port_q: Any) -> None:
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class PhaseRss:
+    """Peak RSS per phase of a child, sampled every 2 ms by a thread (DuckDB releases the GIL).
+
+    `phase(name)` starts a phase of the benchmark; inside run_sync the engine's own steps are
+    phases too (plan: diff.write_plan, drain: engine.drain, fold: state.fold), observed by
+    wrapping those functions while the sampler runs: the real functions do the work.
+    """
+
+    def __init__(self) -> None:
+        self.peaks: dict[str, float] = {}
+        self._phase = "start"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._patched: list[tuple[Any, str, Any]] = []
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            rss, phase = _rss_mb(), self._phase
+            self.peaks[phase] = max(self.peaks.get(phase, 0.0), rss)
+            time.sleep(0.002)
+
+    def phase(self, name: str) -> None:
+        self._sample_now()
+        self._phase = name
+        self._sample_now()
+
+    def _sample_now(self) -> None:
+        rss = _rss_mb()
+        self.peaks[self._phase] = max(self.peaks.get(self._phase, 0.0), rss)
+
+    def _wrap(self, module: Any, name: str, phase: str) -> None:
+        original = getattr(module, name)
+
+        def observed(*args: Any, **kwargs: Any) -> Any:
+            outer = self._phase
+            self.phase(phase)
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.phase(outer)
+
+        self._patched.append((module, name, original))
+        setattr(module, name, observed)
+
+    def __enter__(self) -> PhaseRss:
+        from activations import diff, engine, state
+
+        self._wrap(diff, "write_plan", "plan")
+        self._wrap(engine, "drain", "drain")
+        self._wrap(state, "fold", "fold")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        for module, name, original in self._patched:
+            setattr(module, name, original)
+
+    def by_phase(self, phases: tuple[str, ...]) -> dict[str, dict[str, int]]:
+        """One column: a mapping phase -> peak RSS in MB (phases not reached are left out)."""
+        return {"rss_by_phase_mb": {p: round(self.peaks[p]) for p in phases if p in self.peaks}}
 
 
 def _connect(path: Path) -> Any:
@@ -244,10 +321,12 @@ def _whole_compare(n: int, tmp: str, out: Any) -> None:
     from activations.engine import prepare
 
     spec = parse_syncs({"syncs": [SPEC]})[0]
-    with _reader(tmp) as (con, _):
+    with PhaseRss() as rss, _reader(tmp) as (con, _):
         con.execute("set memory_limit = '2GB'")
+        rss.phase("scan")
         scan_s, scan_cpu = _scan(con)
         plan = prepare(con, spec).plan
+        rss.phase("diff")
         started, cpu = time.perf_counter(), time.process_time()
         counts = diff_sql.compute_diff(con, plan, full_resync=False)
         diff_s, diff_cpu = time.perf_counter() - started, time.process_time() - cpu
@@ -258,6 +337,7 @@ def _whole_compare(n: int, tmp: str, out: Any) -> None:
         "diff_s": round(diff_s, 3), "ratio": diff_s / scan_s, "scan_cpu_s": round(scan_cpu, 3),
         "diff_cpu_s": round(diff_cpu, 3), "cpu_ratio": diff_cpu / scan_cpu,
         "peak_rss_mb": _peak_rss_mb(), "table_cache_mb": cache_mb,
+        **rss.by_phase(("start", "scan", "diff")),
     })
 
 
@@ -268,19 +348,21 @@ def _incremental(n: int, tmp: str, url: str, out: Any) -> None:
 
     _, folder, _ = _locations(tmp)
     spec = parse_syncs({"syncs": [SPEC]})[0]
-    with _reader(tmp) as (con, manifest):
+    with PhaseRss() as rss, _reader(tmp) as (con, manifest):
         con.execute("set memory_limit = '2GB'")
+        rss.phase("scan")
         scan_s, scan_cpu = _scan(con)
         log = diff_sql.ChangeLog(manifest, folder)
         plan = prepare(con, spec).plan
+        rss.phase("diff")
         started, cpu = time.perf_counter(), time.process_time()
         changes = diff_sql.changes_since_cursor(con, plan, log)
         counts = diff_sql.compute_diff(con, plan, full_resync=False, changes=changes)
         diff_s, diff_cpu = time.perf_counter() - started, time.process_time() - cpu
         assert changes is not None, "the cursor should allow an incremental diff"
-        con.execute("drop table hw_diff")
-        con.execute("drop table hw_rows")
+        diff_sql.drop_plan_tables(con)
         env = {"BENCH_SECRET": "s", "HEADWATER_WEBHOOK_BASE_URL": url}
+        rss.phase("sync")
         started = time.perf_counter()
         result = run_sync(con, spec, lock_dir=Path(tmp), environ=env, change_log=log)
         sync_s = time.perf_counter() - started
@@ -293,6 +375,7 @@ def _incremental(n: int, tmp: str, url: str, out: Any) -> None:
         "diff_cpu_s": round(diff_cpu, 3), "cpu_ratio": diff_cpu / scan_cpu,
         "sync_s": round(sync_s, 2),
         "peak_rss_mb": _peak_rss_mb(), "table_cache_mb": cache_mb,
+        **rss.by_phase(("start", "scan", "diff", "plan", "drain", "fold")),
     })
 
 

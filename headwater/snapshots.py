@@ -20,7 +20,10 @@ The change log is what makes sensor ticks cost what changed rather than what exi
 pays one comparison per build (it reads the previous snapshot anyway), and a sensor reads only
 the change files after its cursor. A change row carries the member's full new row
 (`_hw_change = 'upsert'`) or only its key (`'remove'`), so consumers can compute their own
-per-sync hash from it without reading the snapshot.
+per-sync hash from it without reading the snapshot. Every change row also carries the member's
+previous row as a struct (`_hw_old`, NULL for a member new to the model): a sync in mirror or
+append mode derives what it last delivered from it instead of reading its state (whose blocks
+1% churn would all touch, activations/diff.py).
 
 On Snowflake there is no file lock to work around: nothing is published and `relation`
 returns the table itself.
@@ -59,6 +62,7 @@ IDENTITY_MODEL = "identity_map"
 ROW_HASH = "_hw_row_hash"
 CHANGE = "_hw_change"
 SEQ = "_hw_seq"
+OLD = "_hw_old"
 # Raw landing tables and the column that says when a row landed (freshness checks).
 LANDING_COLUMNS: dict[str, str] = {
     "events": "received_at",
@@ -80,6 +84,9 @@ class ChangeFile:
     path: str  # relative to the published folder
     upserts: int
     removes: int
+    # True when each row carries the member's previous row (OLD); files written before it
+    # existed do not, and readers that need it fall back to what they did before.
+    old_rows: bool = False
 
 
 @dataclass(frozen=True)
@@ -272,7 +279,8 @@ def _attach_state(
 
 
 def change_relation(files: Sequence[ChangeFile], folder: Path) -> str:
-    """SQL over the given change files: the model's columns plus _hw_change and _hw_seq."""
+    """SQL over the given change files: the model's columns plus _hw_change, _hw_seq and
+    (where the files have it: ChangeFile.old_rows) _hw_old."""
     if not files:
         raise ValueError("no change files")
     paths = ", ".join(_lit(folder / f.path) for f in files)
@@ -402,17 +410,33 @@ def _write_changes(
     target = folder / rel
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    # Upserts carry the whole new row; removes only the key (other columns null).
+    old_columns = [str(r[0]) for r in con.execute(
+        f"describe select * from read_parquet({_lit(old)})").fetchall() if r[0] != ROW_HASH]
+    previous = "struct_pack(" + ", ".join(f"{_q(c)} := o.{_q(c)}" for c in old_columns) + ")"
+    # Upserts carry the whole new row; removes only the key (other columns null); both the
+    # previous row (OLD). The anti joins hold only keys and hashes; the previous rows of the
+    # few changed members are fetched by a second, streaming pass over the old snapshot.
     con.execute(
         f"""copy (
-            select n.*, 'upsert' as {CHANGE}, {seq}::bigint as {SEQ}
-            from read_parquet({_lit(new)}) n
-            anti join read_parquet({_lit(old)}) o
-              on o.profile_id = n.profile_id and o.{ROW_HASH} = n.{ROW_HASH}
+            with upserts as (
+                select n.* from read_parquet({_lit(new)}) n
+                anti join read_parquet({_lit(old)}) o
+                  on o.profile_id = n.profile_id and o.{ROW_HASH} = n.{ROW_HASH}
+            ),
+            removes as (
+                select o.profile_id from read_parquet({_lit(old)}) o
+                anti join read_parquet({_lit(new)}) n on n.profile_id = o.profile_id
+            ),
+            previous as (
+                select o.profile_id, {previous} as {OLD} from read_parquet({_lit(old)}) o
+                semi join (select profile_id from upserts union all select profile_id
+                           from removes) k on k.profile_id = o.profile_id
+            )
+            select u.*, 'upsert' as {CHANGE}, {seq}::bigint as {SEQ}, p.{OLD}
+            from upserts u left join previous p on p.profile_id = u.profile_id
             union all by name
-            select o.profile_id, 'remove' as {CHANGE}, {seq}::bigint as {SEQ}
-            from read_parquet({_lit(old)}) o
-            anti join read_parquet({_lit(new)}) n on n.profile_id = o.profile_id
+            select r.profile_id, 'remove' as {CHANGE}, {seq}::bigint as {SEQ}, p.{OLD}
+            from removes r left join previous p on p.profile_id = r.profile_id
         ) to {_lit(tmp)} (format parquet, compression zstd)"""
     )
     upserts, removes = con.execute(
@@ -423,7 +447,8 @@ def _write_changes(
         tmp.unlink()
         return None
     os.replace(tmp, target)
-    return ChangeFile(seq=seq, path=rel, upserts=int(upserts), removes=int(removes))
+    return ChangeFile(seq=seq, path=rel, upserts=int(upserts), removes=int(removes),
+                      old_rows=True)
 
 
 def _prune(folder: Path, manifest: Manifest) -> None:

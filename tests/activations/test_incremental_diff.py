@@ -16,9 +16,9 @@ from batch_receiver import BatchReceiver
 from synctools import hook_sync, make_audience, member
 
 from activations import diff as diff_sql
-from activations.config import SyncSpec
+from activations.config import Mode, SyncSpec
 from activations.engine import prepare, run_sync
-from activations.state import read_cursor
+from activations.state import read_cursor, state_table
 from headwater.config import Settings
 from headwater.snapshots import publish, published_dir, reader_connection
 
@@ -34,15 +34,33 @@ def _diff_rows(con: duckdb.DuckDBPyConnection, plan: diff_sql.SyncPlan,
     diff_sql.compute_diff(con, plan, full_resync=False, changes=changes)
     rows = {(str(p), str(a), int(h)) for p, a, h in con.execute(
         "select profile_id, action, row_hash from hw_diff").fetchall()}
-    con.execute("drop table hw_diff")
-    con.execute("drop table if exists hw_rows")
+    diff_sql.drop_plan_tables(con)
     return rows
+
+
+def _candidate_state(con: duckdb.DuckDBPyConnection, plan: diff_sql.SyncPlan,
+                     changes: diff_sql.Changes) -> tuple[set[tuple[str, int, str]], ...]:
+    """The state an incremental plan used for its candidates (derived from the change log in
+    mirror and append mode), and the state table's rows for the same candidates."""
+    diff_sql.compute_diff(con, plan, full_resync=False, changes=changes)
+    ids = "identifiers" if plan.mode == Mode.MIRROR else "null"
+    used = {(str(p), int(h), str(i)) for p, h, i in con.execute(
+        f"select profile_id, row_hash, {ids} from hw_state").fetchall()}
+    diff_sql.drop_plan_tables(con)
+    keys = f"select profile_id from headwater_state.outbox where sync_name = '{plan.sync_name}'"
+    if changes.relation is not None:
+        keys += f" union select cast(profile_id as varchar) from {changes.relation}"
+    table = {(str(p), int(h), str(i)) for p, h, i in con.execute(
+        f"select profile_id, row_hash, {ids} from {state_table(plan.sync_name)} "
+        f"where profile_id in ({keys})").fetchall()}
+    return used, table
 
 
 def _sync(settings: Settings, spec: SyncSpec, env: dict[str, str], tmp_path: Path,
           compare: bool = True, **kw: object):
     """One run on the published snapshots; first, when the cursor allows an incremental plan,
-    check that its diff is the whole-audience diff, row for row."""
+    check that its diff is the whole-audience diff, row for row, and that the state it used
+    for its candidates is the state table's."""
     folder = published_dir(settings)
     with reader_connection(settings, folder=folder) as (con, manifest):
         log = diff_sql.ChangeLog(manifest, folder)
@@ -50,6 +68,8 @@ def _sync(settings: Settings, spec: SyncSpec, env: dict[str, str], tmp_path: Pat
         changes = diff_sql.changes_since_cursor(con, plan, log)
         if compare and changes is not None:
             assert _diff_rows(con, plan, changes) == _diff_rows(con, plan, None)
+            used, table = _candidate_state(con, plan, changes)
+            assert used == table
         return run_sync(con, spec, lock_dir=tmp_path, environ=env, change_log=log, **kw)
 
 
@@ -59,7 +79,7 @@ def _expected(wh: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
     return {p: {"email": e, "first_name": f} for p, e, f in rows}
 
 
-@pytest.mark.parametrize("mode", ["mirror", "upsert"])
+@pytest.mark.parametrize("mode", ["mirror", "upsert", "append"])
 def test_incremental_plans_equal_the_full_diff_through_churn_and_rejections(
     tmp_path: Path, receiver: BatchReceiver, hook_env: dict[str, str], mode: str
 ) -> None:
@@ -118,7 +138,7 @@ def test_incremental_plans_equal_the_full_diff_through_churn_and_rejections(
     expected = _expected(wh)
     if mode == "mirror":
         assert receiver.members == expected, seed
-    else:  # upsert keeps leavers: every current member is there as it is now
+    else:  # upsert and append keep leavers: every current member is there as it is now
         assert {p: receiver.members.get(p) for p in expected} == expected, seed
     wh.close()
 
