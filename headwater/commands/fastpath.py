@@ -24,7 +24,7 @@ def fastpath(interval_ms: float, seconds: float | None, verbose: bool) -> None:
 
     Reads journeys from dbt_project/journeys.yml ($HEADWATER_JOURNEYS_FILE), events from the
     landing folder, profiles from the published snapshots, and keeps its state in
-    journey_state.duckdb next to the warehouse. Only one process steps at a time: while this
+    journey_state.sqlite next to the warehouse. Only one process steps at a time: while this
     worker runs, the Dagster sensor `fastpath_sensor` only reports its activity.
     """
     logging.basicConfig(level=logging.INFO)
