@@ -14,10 +14,10 @@ watermark lists only files whose last ns is past it (`files_since`).
 Why files and not the warehouse: DuckDB allows one process per database file and `dbt build`
 holds it for its whole run; the collector must never wait on dbt, nor dbt on the collector.
 
-Atomicity: every file is written under a hidden temporary name (`.<name>.tmp`, which no glob
-matches), fsynced, renamed into place (atomic on POSIX) and the directory fsynced, all before
-the HTTP answer. A reader sees a file whole or not at all, and a crash leaves at most a
-temporary file, deleted when the collector starts again (it was never acknowledged).
+Atomicity: every file is written under a hidden temporary name (`.<name>.<pid>-<random>.tmp`,
+which no glob matches), fsynced, renamed into place (atomic on POSIX) and the directory
+fsynced, all before the HTTP answer. A reader sees a file whole or not at all, and a crash
+leaves at most a temporary file, deleted when the collector starts again (never acknowledged).
 
 Timestamps are naive UTC (`timestamp`, not `timestamptz`), like raw.events.
 """
@@ -28,6 +28,7 @@ import contextlib
 import fcntl
 import os
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -108,7 +109,9 @@ def write_atomic(
     0.8 ms); compaction rewrites them with zstd.
     """
     final = folder / name
-    tmp = folder / f".{name}.tmp"
+    # Unique per writer: two processes may write the same file at once (both lay out a new
+    # folder's schema file); with one shared temporary name, one rename took the other's away.
+    tmp = folder / f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
     with open(tmp, "wb") as handle:
         pq.write_table(table, handle, compression=compression)
         handle.flush()

@@ -17,8 +17,9 @@ API (small on purpose; sync export and the journeys runtime both use it):
     append_deliveries(folder, rows_or_table)      # list of dicts or a pyarrow Table
     append_journey_events(folder, rows_or_table)
 
-Atomicity: a file is written under a hidden name (`.<name>.tmp`, no glob matches it), fsynced,
-renamed into place and the directory fsynced, so a reader sees a file whole or not at all.
+Atomicity: a file is written under a hidden name (`.<name>.<pid>-<random>.tmp`, no glob
+matches it), fsynced, renamed into place and the directory fsynced, so a reader sees a file
+whole or not at all.
 Readers deduplicate on the contract key ((idempotency_key, attempt) for deliveries, event_id
 for journey events): a writer that crashes after appending but before recording that it did
 appends the same rows again next time, never fewer.

@@ -80,7 +80,10 @@ class LandingSource:
     def __init__(self, landing_dir: Path, window_seconds: float = 2.0) -> None:
         self.landing_dir = landing_dir
         self.window_ns = int(window_seconds * 1e9)
-        landing.ensure_layout(landing_dir)
+        # Only the folder, so that the watch has something to watch before the collector's
+        # first start: its files, the schema file too, are the collector's to write (and the
+        # collector deletes stray temporaries when it starts).
+        (landing_dir / landing.EVENTS).mkdir(parents=True, exist_ok=True)
         self._seen: dict[str, int] = {}  # file name -> its last ns, within the window
         # One thread: these reads are a few small files, and DuckDB's worker threads only add
         # hand-offs on a machine whose cores the collector and dbt are using.

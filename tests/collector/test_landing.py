@@ -127,3 +127,30 @@ def test_write_atomic_leaves_no_partial_file_on_failure(tmp_path: Path) -> None:
     assert not (folder / "1-1.parquet").exists()
     assert landing.remove_temporaries(tmp_path) == 1
     assert landed(tmp_path) == []
+
+
+def test_processes_starting_together_can_each_lay_out_the_folder(tmp_path: Path) -> None:
+    """The collector and the fast-path worker start at the same moment (the benchmark does):
+    both may write the zero-row schema file, and neither may fail for it. Their temporaries
+    once shared a name, so one rename took the other's file away (FileNotFoundError)."""
+    import threading
+
+    errors: list[BaseException] = []
+    for attempt in range(30):
+        folder = tmp_path / f"landing-{attempt}"
+        start = threading.Barrier(4)
+
+        def lay_out(folder: Path = folder, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                landing.ensure_layout(folder)
+            except BaseException as exc:  # collected: a thread's exception would be lost
+                errors.append(exc)
+
+        threads = [threading.Thread(target=lay_out) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert (tmp_path / "landing-0" / landing.EVENTS / landing.SCHEMA_FILE).exists()
