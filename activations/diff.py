@@ -337,7 +337,7 @@ def compute_diff(
     rows and state are left in temp tables hw_rows and hw_state (`rows_relation` and
     `state_relation` name where they are; `drop_plan_tables` drops them).
     """
-    if rows_relation(plan, full_resync, changes) != plan.audience:
+    if changes is not None and not full_resync:  # what rows_relation says, typed
         rows, state = _candidates(con, plan, changes)
     else:
         rows, state = plan.audience, _state_sql(con, plan.sync_name)

@@ -257,6 +257,7 @@ def drain(
                 params=[sync_name, action.value],
             ).to_arrow_reader(batch_size)
             for batch in reader:
+                job: _Job | None
                 if fast:
                     job = _encoded_job(batch, action, destination, acks, counts)
                 else:
