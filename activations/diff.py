@@ -166,7 +166,8 @@ def changes_since_cursor(
     return Changes(change_relation(files, log.folder), all(f.old_rows for f in files))
 
 
-def _ids_present(plan: SyncPlan, alias: str = "a") -> str:
+def ids_present_sql(plan: SyncPlan, alias: str = "a") -> str:
+    """True where the row carries every identifier the sync sends (the identifier gate)."""
     return " and ".join(f"{alias}.{_q(c)} is not null" for c in plan.identifier_columns) or "true"
 
 
@@ -174,7 +175,7 @@ def _desired_sql(plan: SyncPlan, rows: str) -> str:
     return (
         f"select cast(a.profile_id as varchar) as profile_id, "
         f"{row_hash_sql(plan.payload_columns)} as row_hash "
-        f"from {rows} a where {consent_predicate(plan.channel)} and {_ids_present(plan)}"
+        f"from {rows} a where {consent_predicate(plan.channel)} and {ids_present_sql(plan)}"
     )
 
 
@@ -184,7 +185,8 @@ def _read_columns(plan: SyncPlan) -> list[str]:
     return list(dict.fromkeys(["profile_id", *plan.payload_columns, *([column] if column else [])]))
 
 
-def _state_sql(con: duckdb.DuckDBPyConnection, sync_name: str) -> str:
+def state_sql(con: duckdb.DuckDBPyConnection, sync_name: str) -> str:
+    """The sync's state table, or an empty relation of its shape before the first plan."""
     if state_exists(con, sync_name):
         return state_table(sync_name)
     return (
@@ -246,7 +248,7 @@ def _candidates(
     else:
         con.execute(f"create or replace temp table hw_rows as select {columns} "
                     f"from {plan.audience} limit 0")
-    state_rows = _state_sql(con, plan.sync_name)
+    state_rows = state_sql(con, plan.sync_name)
     # Only the columns needed (identifiers: by removes, mirror mode only): spread churn touches
     # every block of a column it reads, and DuckDB keeps what it read in its buffer pool.
     identifiers = "identifiers" if plan.mode == Mode.MIRROR else "null::json as identifiers"
@@ -265,7 +267,7 @@ def _candidates(
             f"{row_hash_sql(plan.payload_columns, 'o')} as row_hash, "
             f"{_json_object(plan.identifier_columns, 'o')} as identifiers "
             f"from {previous} o where {consent_predicate(plan.channel, 'o')} "
-            f"and {_ids_present(plan, 'o')} and cast(o.profile_id as varchar) not in "
+            f"and {ids_present_sql(plan, 'o')} and cast(o.profile_id as varchar) not in "
             f"({open_keys})"
         )
         params.append(plan.sync_name)
@@ -340,7 +342,7 @@ def compute_diff(
     if changes is not None and not full_resync:  # what rows_relation says, typed
         rows, state = _candidates(con, plan, changes)
     else:
-        rows, state = plan.audience, _state_sql(con, plan.sync_name)
+        rows, state = plan.audience, state_sql(con, plan.sync_name)
     con.execute(f"create or replace temp table hw_diff as "
                 f"{diff_sql(plan, full_resync, rows, state)}")
     con.execute("drop table if exists hw_keys")

@@ -39,7 +39,6 @@ from activations import diff as diff_sql
 from activations.config import Mode, SyncSpec
 from activations.consent import consent_predicate
 from activations.engine import prepare
-from activations.state import state_exists, state_table
 from headwater import snapshots
 from headwater.warehouse import WarehouseBusyError
 from orchestration.resources import HeadwaterResource, reader_connection
@@ -102,11 +101,8 @@ def _changed_diff_sql(con: duckdb.DuckDBPyConnection, plan: diff_sql.SyncPlan, c
     The latest change row per profile is its current audience row ('upsert') or its absence
     ('remove'), so the desired side needs no read of the snapshot.
     """
-    ids = " and ".join(f'a."{c}" is not null' for c in plan.identifier_columns) or "true"
-    if state_exists(con, plan.sync_name):
-        state = state_table(plan.sync_name)
-    else:
-        state = "(select null::varchar as profile_id, null::uhugeint as row_hash where false)"
+    ids = diff_sql.ids_present_sql(plan)
+    state = diff_sql.state_sql(con, plan.sync_name)
     changed = "d.row_hash is distinct from s.row_hash"
     keep = f"d.profile_id is not null and {changed}" if plan.mode == Mode.UPSERT else changed
     return f"""
