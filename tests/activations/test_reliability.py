@@ -71,7 +71,10 @@ def _syncs() -> list[dict[str, Any]]:
                          "options": {"path": "/reliability"}},
          # plain fields: the warehouse encodes the records (the fast path a 100k run takes)
          "identifiers": {"email": "email"}, "fields": {"first_name": "first_name"}},
-        {**common, "name": "rel_meta", "mode": "mirror", "batch_size": 10_000,
+        # Meta takes up to 10,000 rows a request; 5,000 gives the kill after the churn six
+        # requests to land among (at 10,000 there were three, and a run could finish first).
+        # Not fewer: each injected 429 is Meta's #17, which ends the run (MAX_FINISHING_RUNS).
+        {**common, "name": "rel_meta", "mode": "mirror", "batch_size": 5_000,
          "destination": {"kind": "meta", "credentials": {"access_token": "REL_META_TOKEN"},
                          "options": {"audience_id": AUDIENCE_ID, "schema": ["EMAIL"]}},
          "identifiers": {"email": "email"}},
@@ -139,8 +142,8 @@ def _standins(rng: random.Random) -> Iterator[dict[str, StandinProcess]]:
     try:
         for p in procs.values():
             p.start()
-            # The random plan alone can miss a stand-in that sees few requests (Meta takes
-            # 10,000 rows per request: ~15 requests, so no fault in about 1 run in 10): every
+            # The random plan alone can miss a stand-in that sees few requests (Twilio's 60
+            # messages; SendGrid at 10,000 rows a request): every
             # stand-in first answers one request with a 503 *after* applying it, the case
             # that only idempotency keys survive.
             p.script(Fault("5xx", phase="after", status=503), count=1)
@@ -176,12 +179,19 @@ def _kill_at_random_points(
     name: str, standin: StandinProcess, env: dict[str, str], tmp: Path, rng: random.Random,
     kills: int, first_at_random_time: bool,
 ) -> int:
-    """SIGKILL `headwater sync name` `kills` times; how many kills hit it mid-send."""
+    """SIGKILL `headwater sync name` `kills` times; how many kills hit it mid-send.
+
+    A run can end on its own before the kill: it stopped early (Meta's #17 throttle ends a
+    run), which does not use up a round, or it finished, which ends the phase (nothing is left
+    to send)."""
     mid_send = 0
-    for round_no in range(kills):
+    rounds = 0
+    for _ in range(kills + 8):
+        if rounds == kills:
+            break
         started = time.time()
         proc = _start_sync(name, env, tmp)
-        if first_at_random_time and round_no == 0:
+        if first_at_random_time and rounds == 0:
             # a kill at a random time: start-up, recovery, planning or the first requests
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=rng.uniform(0.3, 2.5))
@@ -198,8 +208,11 @@ def _kill_at_random_points(
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+            rounds += 1
             if _vendor_requests_since(standin, started) > 0:
                 mid_send += 1
+        elif proc.returncode == 0:
+            break
         state_file = Path(env["HEADWATER_DUCKDB_PATH"]).with_name("headwater_state.duckdb")
         assert not (state_file.exists() and state_file.stat().st_size == 0), (
             "a SIGKILL while the first sync created the state file left it empty: every later "

@@ -42,35 +42,55 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    # dagster dev runs a webserver, a daemon and code servers in its own session.
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _start_dagster_dev(
+    env: dict[str, str], cwd: Path, log: Path,
+) -> tuple[subprocess.Popen[bytes], str] | None:
+    """`dagster dev` on a free port, once it answers; None (stopped, log kept) if it does not
+    within 150 s. The port is free when chosen but another test process can take it before
+    the webserver binds: the caller tries again on a new one."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(ui_command("127.0.0.1", port), env=env, cwd=cwd, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 150
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/server_info", timeout=2).ok:
+                return proc, url
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    _stop(proc)
+    return None
+
+
 @pytest.fixture(scope="module")
 def dagster_ui(world: World) -> Iterator[str]:
-    port = _free_port()
-    settings = Settings.from_env()
-    env = ui_environment(settings)
-    proc = subprocess.Popen(
-        ui_command("127.0.0.1", port), env=env, cwd=world.root,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    env = ui_environment(Settings.from_env())
+    log = world.root / "dagster-dev.log"
+    for _attempt in range(2):
+        started = _start_dagster_dev(env, world.root, log)
+        if started:
+            break
+    else:
+        raise AssertionError(f"dagster dev did not start twice; its log ends:\n"
+                             f"{log.read_text(errors='replace')[-4000:]}")
+    proc, url = started
     try:
-        deadline = time.monotonic() + 150
-        while True:
-            assert proc.poll() is None, "dagster dev exited"
-            try:
-                if requests.get(url + "/server_info", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, "dagster dev did not start"
-            time.sleep(0.5)
         yield url
     finally:
-        # dagster dev runs a webserver, a daemon and code servers in its own session.
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        _stop(proc)
 
 
 def _open(page, url: str, expect: list[str], shot: str) -> None:  # type: ignore[no-untyped-def]
