@@ -35,6 +35,8 @@ class LoadResult:
     it kept to the schedule."""
 
     acked: dict[str, float] = field(default_factory=dict)
+    # email -> wall time its request was written: acked - sent is what the SDK waited.
+    sent_at: dict[str, float] = field(default_factory=dict)
     sent: int = 0
     failed: int = 0  # non-200 answers and broken connections (never retried: open loop)
     seconds: float = 0.0  # first scheduled send to last acknowledgement
@@ -93,6 +95,7 @@ async def _run(url: str, key: str, rate: float, seconds: float, tag: str) -> Loa
             reader, writer = await asyncio.open_connection(host, port)
             result.connections += 1
         try:
+            result.sent_at[email] = loop.time() + wall_offset
             writer.write(payload)
             answer = await _answer(reader)
         except (OSError, asyncio.IncompleteReadError):

@@ -58,6 +58,8 @@ class CollectorConfig:
     dedup_capacity: int = 200_000
     # fsync files and directories before acknowledging; only tests of other parts turn it off.
     fsync: bool = True
+    # Also send each landed file's rows to the fast-path worker (collector/handoff.py).
+    handoff: bool = True
 
     @property
     def events_dir(self) -> Path:

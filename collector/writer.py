@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from collector import landing
 from collector.config import CollectorConfig, ConfigError
+from collector.handoff import HandoffServer
 from collector.messages import EventRow, Rejection
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class LandingWriter:
         self._lock_handle: IO[str] | None = None
         self._recent = RecentIds(config.dedup_capacity)
         self._last_ns = 0
+        self._handoff: HandoffServer | None = None
         self.files_written = 0
 
     def start(self) -> None:
@@ -111,6 +113,8 @@ class LandingWriter:
         for message_id in reversed(ids):
             self._recent.add(message_id)
         self._last_ns = newest_ns
+        if self._config.handoff:
+            self._handoff = HandoffServer.open(self._config.landing_dir)
         self._thread = threading.Thread(target=self._run, name="landing-writer", daemon=True)
         self._thread.start()
 
@@ -120,10 +124,18 @@ class LandingWriter:
             self._queue.put(None)
             self._thread.join(timeout)
             self._thread = None
+        if self._handoff is not None:
+            self._handoff.close()
+            self._handoff = None
         if self._lock_handle is not None:
             fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
             self._lock_handle.close()
             self._lock_handle = None
+
+    @property
+    def handoff_subscribers(self) -> int:
+        """Workers subscribed to this writer's handoff (collector/handoff.py)."""
+        return 0 if self._handoff is None else self._handoff.subscribers
 
     def submit(self, submission: Submission) -> None:
         """Queue a request's messages; raises WriterBusyError when the queue is full."""
@@ -204,14 +216,13 @@ class LandingWriter:
                 fsync=fsync,
             )
         if fresh:
+            table = _events_table(fresh, received_at)
             landing.write_atomic(
-                self._config.events_dir,
-                name,
-                _events_table(fresh, received_at),
-                fsync=fsync,
-                compression="snappy",
+                self._config.events_dir, name, table, fsync=fsync, compression="snappy"
             )
             self.files_written += 1
+            if self._handoff is not None:
+                self._handoff.publish(name, table)  # durable now: a worker may act on it
         for message_id in seen:
             self._recent.add(message_id)
 

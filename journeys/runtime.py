@@ -93,8 +93,12 @@ def open_fastpath(
         config = load_journeys(locations.journeys_file)
         con = open_state(locations.state)
         ledger = CapLedger(locations.ledger, config.frequency_caps)
+        # The long-lived worker subscribes to the collector's handoff (collector/handoff.py).
+        owned = source is None
+        if source is None:
+            source = LandingSource(locations.landing, handoff=long_lived)
         fast = FastPath(
-            con, config, source or LandingSource(locations.landing),
+            con, config, source,
             ProfileLookup(locations.published, background=long_lived),
             clock or SystemClock(), ledger=ledger,
             activity_dir=locations.activity, environ=environ,
@@ -106,6 +110,8 @@ def open_fastpath(
             fast.flush_activity()
         finally:
             fast.close()
+            if owned:
+                source.close()
             ledger.close()
             con.close()
     finally:
