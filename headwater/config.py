@@ -13,6 +13,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 DEFAULT_DUCKDB_PATH = Path("warehouse") / "headwater.duckdb"
+# Enough for an incremental plan of 1% churn at 10M members without spilling; a whole-audience
+# compare at 10M spills under it at about the same speed (benchmarks/bench_sync.py).
+DEFAULT_SYNC_MEMORY_LIMIT = "128MB"
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class Settings:
     target: str
     # The dbt project folder (HEADWATER_DBT_PROJECT_DIR), normally the repository's dbt_project/.
     dbt_project_dir: Path
+    # DuckDB memory budget of the connection syncs and sensors run on (HEADWATER_SYNC_MEMORY_LIMIT).
+    sync_memory_limit: str = DEFAULT_SYNC_MEMORY_LIMIT
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -37,4 +42,5 @@ class Settings:
             dbt_project_dir=Path(env.get("HEADWATER_DBT_PROJECT_DIR", str(DBT_PROJECT_DIR)))
             .expanduser()
             .resolve(),
+            sync_memory_limit=env.get("HEADWATER_SYNC_MEMORY_LIMIT", DEFAULT_SYNC_MEMORY_LIMIT),
         )
