@@ -23,15 +23,12 @@
 - memory: each case runs in a fresh child process (the world is built in another), and peak
   RSS is reported (target: flat in N); the 10M point is the incremental case (a 10M initial
   sync would add minutes, not insight), and the last rows give peak RSS at the largest N over
-  the smallest. The churn cases run on the reader connection with the memory budget it has
-  in `headwater sync` (Settings.sync_memory_limit, default 128 MB; before that budget existed
-  this benchmark set DuckDB's memory_limit to 2 GB on it, which no sync ran with); the world
-  and the initial case keep 2 GB. `table_cache_mb` is what DuckDB holds as cached table
-  blocks at the end (`duckdb_memory()`, tag BASE_TABLE): 1% churn spread over the audience
-  touches every block of every state column the diff reads, and DuckDB keeps what it read up
-  to its memory_limit (a mirror sync reads none but for open intents: its candidates' state
-  comes from the change log; recording appends to the state's log, activations/state.py).
-  `rss_by_phase_mb` is the peak RSS of each phase: the scan, the measured diff, and
+  the smallest. DuckDB's memory_limit is set to 2 GB so that its buffer pool is bounded the
+  same at any N. `table_cache_mb` is what of it DuckDB holds as cached table blocks at the end
+  (`duckdb_memory()`, tag BASE_TABLE): 1% churn spread over the audience touches every block
+  of every state column the diff reads, so that part grows with N however small the diff (a
+  mirror sync reads none but for open intents: its candidates' state comes from the change
+  log). `rss_by_phase_mb` is the peak RSS of each phase: the scan, the measured diff, and
   run_sync's plan (diff and outbox write), drain and fold (PhaseRss). 1% churn is 10x the rows
   at 10M, so what the phases hold in proportion to the diff grows with N as well.
 """
@@ -325,6 +322,7 @@ def _whole_compare(n: int, tmp: str, out: Any) -> None:
 
     spec = parse_syncs({"syncs": [SPEC]})[0]
     with PhaseRss() as rss, _reader(tmp) as (con, _):
+        con.execute("set memory_limit = '2GB'")
         rss.phase("scan")
         scan_s, scan_cpu = _scan(con)
         plan = prepare(con, spec).plan
@@ -351,6 +349,7 @@ def _incremental(n: int, tmp: str, url: str, out: Any) -> None:
     _, folder, _ = _locations(tmp)
     spec = parse_syncs({"syncs": [SPEC]})[0]
     with PhaseRss() as rss, _reader(tmp) as (con, manifest):
+        con.execute("set memory_limit = '2GB'")
         rss.phase("scan")
         scan_s, scan_cpu = _scan(con)
         log = diff_sql.ChangeLog(manifest, folder)

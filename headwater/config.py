@@ -13,9 +13,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 DEFAULT_DUCKDB_PATH = Path("warehouse") / "headwater.duckdb"
-# Enough for an incremental plan of 1% churn at 10M members without spilling; a whole-audience
-# compare at 10M spills under it at about the same speed (benchmarks/bench_sync.py).
-DEFAULT_SYNC_MEMORY_LIMIT = "128MB"
+# Empty: DuckDB's own default (80% of RAM). Not bounded by default yet: a first sync writes its
+# whole diff to the outbox in one transaction, which ran out of memory at 1M members under 128MB.
+DEFAULT_SYNC_MEMORY_LIMIT = ""
 
 
 @dataclass(frozen=True)
