@@ -44,9 +44,11 @@ from activations.destinations.base import Channel
 from activations.state import (
     SCHEMA,
     Cursor,
+    append_state,
+    current_state_sql,
     read_cursor,
     state_exists,
-    state_table,
+    state_log_exists,
     write_cursor,
 )
 from headwater.snapshots import CHANGE, OLD, SEQ, Manifest, change_relation
@@ -186,9 +188,11 @@ def _read_columns(plan: SyncPlan) -> list[str]:
 
 
 def state_sql(con: duckdb.DuckDBPyConnection, sync_name: str) -> str:
-    """The sync's state table, or an empty relation of its shape before the first plan."""
+    """The sync's current state (activations/state.py: its base overlaid with its log), or an
+    empty relation of its shape before the first plan."""
     if state_exists(con, sync_name):
-        return state_table(sync_name)
+        # A read-only reader of a state file written before the log existed has no log.
+        return current_state_sql(sync_name, with_log=state_log_exists(con, sync_name))
     return (
         "(select null::varchar as profile_id, null::uhugeint as row_hash, "
         "null::json as identifiers where false)"
@@ -366,7 +370,9 @@ def rows_relation(plan: SyncPlan, full_resync: bool, changes: Changes | None) ->
 
 def state_relation(plan: SyncPlan, full_resync: bool, changes: Changes | None) -> str:
     """Where compute_diff leaves the sync state of the members it diffed."""
-    return "hw_state" if changes is not None and not full_resync else state_table(plan.sync_name)
+    if changes is not None and not full_resync:
+        return "hw_state"
+    return current_state_sql(plan.sync_name)
 
 
 def drop_plan_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -390,7 +396,6 @@ def write_plan(
     snapshot in the same transaction. Without one, the cursor is removed (this plan's audience
     is not one the log describes).
     """
-    st = state_table(plan.sync_name)
     match = (
         "o.profile_id = d.profile_id and o.action = d.action "
         "and o.row_hash is not distinct from d.row_hash"
@@ -418,9 +423,10 @@ def write_plan(
             [plan.sync_name],
         ).fetchall()[0]
         if by_action.get("leave"):
-            # A join with the state table reads every block of its key column: only if needed.
-            con.execute(f"delete from {st} s using hw_diff d where d.action = 'leave' "
-                        "and s.profile_id = d.profile_id")
+            # Leavers are gone from the state: logged as such (activations/state.py).
+            append_state(con, plan.sync_name,
+                         "(select profile_id, null::uhugeint as row_hash, null::json as "
+                         "identifiers from hw_diff where action = 'leave')", "profile_id")
         payload = _json_object(plan.payload_columns)
         identifiers = _json_object(plan.identifier_columns)
         con.execute(

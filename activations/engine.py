@@ -241,6 +241,8 @@ def run_sync(
         finally:
             if http is not None:
                 http.close()
+        # Once in a while (activations/state.py): the log of deliveries joins the base.
+        state.compact_state(con, spec.name)
         if activity_dir is not None:
             # Still under the lock: this process holds the state, so it is the one that can
             # copy what was delivered to the feed dbt reads (activations/activity_export.py).

@@ -4,7 +4,15 @@ Every statement names its tables `headwater_state.<table>`, so that `headwater_s
 schema of the warehouse or an attached database file without any change here.
 
 Tables
-- `sync_state__<sync>`: what the destination holds now (profile_id, row_hash, identifiers).
+- `sync_state__<sync>`: what the destination held at the last compaction (profile_id, row_hash,
+  identifiers), one row per member.
+- `sync_state_log__<sync>`: append-only, what was delivered since (a `version` per fold; a
+  NULL row_hash is a member removed or left). What the destination holds now is the base
+  overlaid with the latest log row per member: `current_state_sql`. Folds only append: a
+  delete or update of 1% of the base spread over it marks every vector of the table (DuckDB
+  keeps a version array per 2,048 rows touched, in memory until the process ends, so a fold's
+  memory grew with N), and a delete by key reads the base's whole key column. `compact_state`
+  rewrites the base once the log outgrows COMPACT_FRACTION of it.
 - `outbox`: open delivery intents, written before any request: pending, rejected (retry next
   run), dead (needs a replay). Delivered intents leave the outbox when folded.
 - `delivery_records`: append-only, one row per record and attempt (the audit trail and the
@@ -83,9 +91,85 @@ DDL: tuple[str, ...] = (
 )
 
 
+# The log is folded into the base (one rewrite of the state, O(N)) once it holds this share of
+# the base's rows: at 1% churn a sync compacts about every tenth run, and reads of the current
+# state meanwhile probe a log of at most a tenth of the base.
+COMPACT_FRACTION = 0.1
+
+
 def state_table(sync_name: str) -> str:
     # sync names are validated as plain identifiers (config.py), so this is safe to splice.
     return f"{SCHEMA}.sync_state__{sync_name}"
+
+
+def state_log_table(sync_name: str) -> str:
+    return f"{SCHEMA}.sync_state_log__{sync_name}"
+
+
+def _state_ddl(table: str) -> str:
+    return f"""create table if not exists {table} (
+        profile_id varchar not null,
+        row_hash uhugeint not null,
+        identifiers json,
+        delivered_at timestamp not null
+    )"""
+
+
+def _log_ddl(table: str) -> str:
+    # row_hash NULL: the member is no longer at the destination (removed, or left in append mode).
+    return f"""create table if not exists {table} (
+        profile_id varchar not null,
+        row_hash uhugeint,
+        identifiers json,
+        delivered_at timestamp not null,
+        version bigint not null
+    )"""
+
+
+def current_state_sql(sync_name: str, with_log: bool = True) -> str:
+    """The sync's state as one row per member at the destination (profile_id, row_hash,
+    identifiers, delivered_at): the base where the log has nothing newer, plus the latest log
+    row of each member the log names, unless that row says the member is gone."""
+    base = state_table(sync_name)
+    if not with_log:
+        return f"(select profile_id, row_hash, identifiers, delivered_at from {base})"
+    log = state_log_table(sync_name)
+    return f"""(select profile_id, row_hash, identifiers, delivered_at from {base} b
+        where not exists (select 1 from {log} l where l.profile_id = b.profile_id)
+        union all
+        select profile_id, row_hash, identifiers, delivered_at from (
+            select * from {log}
+            qualify row_number() over (partition by profile_id order by version desc) = 1
+        ) where row_hash is not null)"""
+
+
+def append_state(
+    con: duckdb.DuckDBPyConnection, sync_name: str, source: str, order: str
+) -> None:
+    """Record `source`'s rows (profile_id, row_hash NULL for gone, identifiers) as delivered,
+    one per member (the first by `order`); call inside a transaction.
+
+    They go to the log under one new version; the very first delivery goes to the empty base
+    instead (a first sync would otherwise log the whole audience and compact it at once).
+    """
+    base, log = state_table(sync_name), state_log_table(sync_name)
+    one = f"qualify row_number() over (partition by profile_id order by {order}) = 1"
+    fresh = con.execute(
+        f"select not exists (select 1 from {base}) and not exists (select 1 from {log})"
+    ).fetchone()
+    if fresh and fresh[0]:
+        con.execute(
+            f"""insert into {base} (profile_id, row_hash, identifiers, delivered_at)
+            select profile_id, row_hash, identifiers, now() from (
+                select * from {source} {one}) where row_hash is not null"""
+        )
+        return
+    row = con.execute(f"select coalesce(max(version), 0) + 1 from {log}").fetchone()
+    con.execute(
+        f"""insert into {log} (profile_id, row_hash, identifiers, delivered_at, version)
+        select profile_id, row_hash, identifiers, now(), ? from {source} {one}""",
+        [int(row[0]) if row else 1],
+    )
 
 
 def _attached_catalog(con: duckdb.DuckDBPyConnection) -> bool:
@@ -105,22 +189,57 @@ def ensure_state(con: duckdb.DuckDBPyConnection, sync_name: str | None = None) -
         # A cursor vouches for the state it was written with: a new (or dropped and recreated)
         # state table must be compared in full once.
         clear_cursor(con, sync_name)
-        con.execute(
-            f"""create table if not exists {state_table(sync_name)} (
-                profile_id varchar not null,
-                row_hash uhugeint not null,
-                identifiers json,
-                delivered_at timestamp not null
-            )"""
-        )
+        con.execute(_state_ddl(state_table(sync_name)))
+        con.execute(f"drop table if exists {state_log_table(sync_name)}")
+    if sync_name is not None:
+        # State files written before the log existed get an empty one.
+        con.execute(_log_ddl(state_log_table(sync_name)))
 
 
 def state_exists(con: duckdb.DuckDBPyConnection, sync_name: str) -> bool:
+    return _table_exists(con, state_table(sync_name))
+
+
+def state_log_exists(con: duckdb.DuckDBPyConnection, sync_name: str) -> bool:
+    return _table_exists(con, state_log_table(sync_name))
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     try:
-        con.execute(f"select 1 from {state_table(sync_name)} limit 0")
+        con.execute(f"select 1 from {table} limit 0")
         return True
     except duckdb.CatalogException:
         return False
+
+
+def _rows(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = con.execute(f"select count(*) from {table}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def compact_state(con: duckdb.DuckDBPyConnection, sync_name: str, force: bool = False) -> bool:
+    """Rewrite the base as the current state and empty the log, when the log has grown to
+    COMPACT_FRACTION of the base (or `force`); True when it did. One transaction: a crash
+    leaves the old base and log, which read the same."""
+    base, log = state_table(sync_name), state_log_table(sync_name)
+    logged = _rows(con, log)
+    if not logged or (not force and logged < COMPACT_FRACTION * _rows(con, base)):
+        return False
+    staged = f"{base}__compacted"
+    con.execute("begin transaction")
+    try:
+        con.execute(f"drop table if exists {staged}")
+        con.execute(_state_ddl(staged))
+        con.execute(f"insert into {staged} select * from {current_state_sql(sync_name)}")
+        con.execute(f"drop table {base}")
+        con.execute(f"alter table {staged} rename to {base.split('.')[-1]}")
+        con.execute(f"drop table {log}")
+        con.execute(_log_ddl(log))
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return True
 
 
 @dataclass(frozen=True)
@@ -196,13 +315,12 @@ def fold(
 ) -> FoldCounts:
     """Apply the acknowledgements of finished or crashed passes, in one transaction.
 
-    Delivered intents move into the sync state and leave the outbox; rejections raise the
-    attempt count and dead-letter the intent at `max_attempts`; anything unanswered stays
-    pending and is re-sent, with its key, by the next pass.
+    Delivered intents move into the sync state (appended to its log) and leave the outbox;
+    rejections raise the attempt count and dead-letter the intent at `max_attempts`; anything
+    unanswered stays pending and is re-sent, with its key, by the next pass.
     """
     if not run_ids:
         return FoldCounts(0, 0, 0, 0)
-    st = state_table(sync_name)
     con.execute("begin transaction")
     try:
         con.execute(
@@ -220,16 +338,20 @@ def fold(
         )
         con.execute(
             f"""create or replace temp table hw_done as
-            select o.profile_id, o.action, o.row_hash, o.identifiers, o.idempotency_key
+            select o.profile_id, o.action, o.row_hash, o.identifiers, o.idempotency_key,
+                   o.created_at
             from {SCHEMA}.outbox o join hw_acks a using (idempotency_key)
             where o.sync_name = ? and a.delivered""",
             [sync_name],
         )
-        con.execute(f"delete from {st} s using hw_done d where s.profile_id = d.profile_id")
-        con.execute(
-            f"""insert into {st} (profile_id, row_hash, identifiers, delivered_at)
-            select profile_id, row_hash, identifiers, now() from hw_done
-            where action <> 'remove'"""
+        # Two delivered intents of one member (one resumed, one planned later): the later
+        # plan's row is what the destination holds.
+        append_state(
+            con, sync_name,
+            "(select profile_id, case when action <> 'remove' then row_hash end as row_hash, "
+            "case when action <> 'remove' then identifiers end as identifiers, created_at, "
+            "idempotency_key from hw_done)",
+            "created_at desc, idempotency_key desc",
         )
         con.execute(
             f"""delete from {SCHEMA}.outbox o using hw_done d

@@ -13,6 +13,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 DEFAULT_DUCKDB_PATH = Path("warehouse") / "headwater.duckdb"
+# Empty: DuckDB's own default (80% of RAM). Not bounded by default yet: a first sync writes its
+# whole diff to the outbox in one transaction, which ran out of memory at 1M members under 128MB.
+DEFAULT_SYNC_MEMORY_LIMIT = ""
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class Settings:
     target: str
     # The dbt project folder (HEADWATER_DBT_PROJECT_DIR), normally the repository's dbt_project/.
     dbt_project_dir: Path
+    # DuckDB memory budget of the connection syncs and sensors run on (HEADWATER_SYNC_MEMORY_LIMIT).
+    sync_memory_limit: str = DEFAULT_SYNC_MEMORY_LIMIT
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -37,4 +42,5 @@ class Settings:
             dbt_project_dir=Path(env.get("HEADWATER_DBT_PROJECT_DIR", str(DBT_PROJECT_DIR)))
             .expanduser()
             .resolve(),
+            sync_memory_limit=env.get("HEADWATER_SYNC_MEMORY_LIMIT", DEFAULT_SYNC_MEMORY_LIMIT),
         )

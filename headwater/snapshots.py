@@ -228,6 +228,11 @@ def reader_connection(
     """An in-memory DuckDB where every published model is a view over its snapshot and the
     sync state file is attached as `headwater_state`: what sync runs and sensors use.
 
+    `settings.sync_memory_limit` bounds its memory when set: without a limit DuckDB keeps every
+    table block it reads or writes cached up to 80% of RAM, so a sync's memory follows the
+    audience and the diff; under one DuckDB evicts cached blocks and spills large joins to
+    `<state file>.tmp`.
+
     The state file has a writer lock of its own: sync runs hold it while they run. Sensors
     open it read-only without waiting and treat WarehouseBusyError as "ask again next tick";
     sync runs wait (`state_wait_seconds`), which serializes runs of different syncs.
@@ -242,6 +247,9 @@ def reader_connection(
         )
     con = duckdb.connect(":memory:")
     try:
+        if settings.sync_memory_limit:
+            con.execute(f"set memory_limit = {_lit(settings.sync_memory_limit)}")
+        con.execute(f"set temp_directory = {_lit(state.with_name(state.name + '.tmp'))}")
         for model in sorted(manifest.models):
             con.execute(
                 f"create or replace view main.{model} as select * from "

@@ -16,9 +16,10 @@ from batch_receiver import BatchReceiver
 from synctools import hook_sync, make_audience, member
 
 from activations import diff as diff_sql
+from activations import state
 from activations.config import Mode, SyncSpec
 from activations.engine import prepare, run_sync
-from activations.state import read_cursor, state_table
+from activations.state import read_cursor
 from headwater.config import Settings
 from headwater.snapshots import publish, published_dir, reader_connection
 
@@ -51,7 +52,7 @@ def _candidate_state(con: duckdb.DuckDBPyConnection, plan: diff_sql.SyncPlan,
     if changes.relation is not None:
         keys += f" union select cast(profile_id as varchar) from {changes.relation}"
     table = {(str(p), int(h), str(i)) for p, h, i in con.execute(
-        f"select profile_id, row_hash, {ids} from {state_table(plan.sync_name)} "
+        f"select profile_id, row_hash, {ids} from {diff_sql.state_sql(con, plan.sync_name)} "
         f"where profile_id in ({keys})").fetchall()}
     return used, table
 
@@ -79,10 +80,15 @@ def _expected(wh: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
     return {p: {"email": e, "first_name": f} for p, e, f in rows}
 
 
+@pytest.mark.parametrize("compact_fraction", [0.0, 1e9], ids=["compact-every-run", "log-only"])
 @pytest.mark.parametrize("mode", ["mirror", "upsert", "append"])
 def test_incremental_plans_equal_the_full_diff_through_churn_and_rejections(
-    tmp_path: Path, receiver: BatchReceiver, hook_env: dict[str, str], mode: str
+    tmp_path: Path, receiver: BatchReceiver, hook_env: dict[str, str], mode: str,
+    compact_fraction: float, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The state read through its log of deliveries, folded into the base after every run or
+    # never (activations/state.py): both must read as the same state.
+    monkeypatch.setattr(state, "COMPACT_FRACTION", compact_fraction)
     seed = random.randrange(100_000)
     rng = random.Random(seed)
     settings = _settings(tmp_path)
@@ -189,3 +195,17 @@ def test_whole_audience_compared_when_the_cursor_cannot_vouch(
         assert not full.incremental and full.planned == {"update": 20}
     assert churn_and_run()
     wh.close()
+
+
+def test_the_sync_connection_has_a_bounded_memory_budget(tmp_path: Path) -> None:
+    """HEADWATER_SYNC_MEMORY_LIMIT bounds it (DuckDB's default is 80% of RAM)."""
+    env = {"HEADWATER_DUCKDB_PATH": str(tmp_path / "wh.duckdb")}
+    wh = duckdb.connect(env["HEADWATER_DUCKDB_PATH"])
+    make_audience(wh, [member(0)])
+    publish(Settings.from_env(env), con=wh)
+    wh.close()
+    settings = Settings.from_env({**env, "HEADWATER_SYNC_MEMORY_LIMIT": "64MiB"})
+    with reader_connection(settings) as (con, _):
+        assert con.execute("select current_setting('memory_limit')").fetchone() == ("64.0 MiB",)
+        spill = con.execute("select current_setting('temp_directory')").fetchone()
+        assert spill == (str(tmp_path / "headwater_state.duckdb.tmp"),)
