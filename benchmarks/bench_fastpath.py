@@ -57,11 +57,12 @@ def _journeys(webhook_url: str) -> dict[str, Any]:
 # waited on the filesystem journal behind the build's writes while the build waited for CPU
 # (the offered 500/s fell to 15/s).
 BUILD_PRIORITIES = ("nice 10", "same priority")
+BUILD_PREFIX = {"nice 10": ["nice", "-n", "10"], "same priority": []}
 
 
 def _headwater(*args: str, env: dict[str, str], priority: str | None = None,
                **kw: Any) -> subprocess.Popen[bytes]:
-    prefix = ["nice", "-n", "10"] if priority == "nice 10" else []
+    prefix = BUILD_PREFIX[priority] if priority else []
     kw.setdefault("stdout", subprocess.DEVNULL)
     kw.setdefault("stderr", subprocess.DEVNULL)
     return subprocess.Popen([*prefix, HEADWATER, *args], env=env, cwd=REPO, **kw)

@@ -6,6 +6,8 @@ Layout of `<landing dir>` (default `<warehouse dir>/landing`, or HEADWATER_LANDI
     events/<first ns>-<last ns>-compacted.parquet        several of those merged by `compact`
     quarantine/<first ns>-<last ns>.parquet              refused payloads with their reason
     */00000000000000000000-00000000000000000000-schema.parquet   zero rows: keeps globs valid
+    .handoff.sock                                        the running collector hands each file's
+                                                         rows to the fast path (handoff.py)
 
 `<first ns>`/`<last ns>` are the smallest and largest `received_at` in the file, in nanoseconds
 since the epoch, zero-padded: names sort in landing order, and a reader holding a received_at
