@@ -6,11 +6,15 @@
       edges_sql: a select with integer columns `a`, `b` (each undirected edge once, a <> b)
     returns a select of (node, component_id), component_id = the smallest node of the component.
 
-  DuckDB: one recursive CTE with USING KEY (DuckDB 1.3+). The CTE keeps one row per node, and
+  DuckDB: a recursive CTE with USING KEY (DuckDB 1.3+). The CTE keeps one row per node, and
   each iteration only pushes the labels that just improved (the frontier) across the edges, so
-  work per round shrinks as components settle: 4.4M nodes / 8.7M edges in ~16 s on 2 threads,
-  3x faster than rebuilding a label table per round. Rounds = the largest distance a label
-  travels, so long chains take many (cheap) rounds; there is no cap.
+  work per round shrinks as components settle. Rounds = the largest distance a label travels,
+  so long chains take many (cheap) rounds; there is no cap. The recursion runs on one thread
+  and its first rounds carry almost every node, so the first var identity_components_pre_rounds
+  (default 2) rounds are plain grouped joins (parallel) that also mark which labels improved:
+  the recursion starts from their labels with only those nodes on its frontier (1M customers:
+  5.0M nodes / 5.3M edges, 3.9M nodes on the first frontier, 1.2M after the second round,
+  20 s -> 10.5 s).
 
   Snowflake (and any other adapter): no USING KEY, so rounds are issued from this macro with
   run_query into work tables, until no label changes. Each round is label propagation plus
@@ -30,19 +34,49 @@
   {%- if var('identity_components_strategy', 'recursive') == 'rounds' -%}
     {{ return(default__identity_connected_components(nodes_sql, edges_sql)) }}
   {%- endif -%}
-with recursive edges as materialized (
-    select a as src, b as dst from ({{ edges_sql }}) as e1
-    union all
-    select b as src, a as dst from ({{ edges_sql }}) as e2
+{%- set directed -%}
+select a as src, b as dst from ({{ edges_sql }}) as e1
+union all
+select b as src, a as dst from ({{ edges_sql }}) as e2
+{%- endset -%}
+{%- set pre_rounds = var('identity_components_pre_rounds', 2) | int -%}
+with recursive round_0 as materialized (
+    -- each node takes the smallest of its closed neighbourhood: a plain group by
+    select
+        n.node,
+        least(n.node, coalesce(m.label, n.node)) as label,
+        coalesce(m.label < n.node, false) as changed
+    from ({{ nodes_sql }}) as n
+    left join (
+        select src, min(dst) as label from ({{ directed }}) as d group by src
+    ) as m on n.node = m.src
 ),
-components (node, component_id) using key (node) as (
-    select node, node from ({{ nodes_sql }}) as n
+{%- for k in range(1, pre_rounds) %}
+round_{{ k }} as materialized (
+    -- one more plain round, pushing only the labels that improved in the last one
+    select
+        l.node,
+        least(l.label, coalesce(m.label, l.label)) as label,
+        coalesce(m.label < l.label, false) as changed
+    from round_{{ k - 1 }} as l
+    left join (
+        select e.dst, min(f.label) as label
+        from round_{{ k - 1 }} as f
+        inner join ({{ directed }}) as e on f.node = e.src
+        where f.changed
+        group by e.dst
+    ) as m on l.node = m.dst
+),
+{%- endfor %}
+components (node, component_id, changed) using key (node) as (
+    select node, label, changed from round_{{ pre_rounds - 1 }}
     union
     -- only labels that improved last round travel on; the key keeps the best label per node
-    select e.dst, min(c.component_id)
+    select e.dst, min(c.component_id), true
     from components as c
-    inner join edges as e on e.src = c.node
-    inner join recurring.components as r on r.node = e.dst
+    inner join ({{ directed }}) as e on c.node = e.src
+    inner join recurring.components as r on e.dst = r.node
+    where c.changed
     group by e.dst
     having min(c.component_id) < min(r.component_id)
 )

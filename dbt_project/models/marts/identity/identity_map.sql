@@ -24,26 +24,22 @@ with graph_members as (
 
 ),
 
-user_id_profiles as (
-
-    select i.identifier_value as user_id, c.profile_id
-    from {{ ref('int_identity_clusters') }} as c
-    inner join {{ ref('int_identity_identifiers') }} as i on c.identifier_id = i.identifier_id
-    where i.identifier_type = 'user_id'
-
-),
-
 shared_devices as (
 
+    -- a shared device takes the profile of its most recent user_id: the few thousand devices
+    -- look their user_id up, rather than every user_id being joined to its profile first
     select
         i.identifier_type,
         i.identifier_value,
-        u.profile_id,
+        c.profile_id,
         'most_recent_user' as resolution,
         i.first_seen_at,
         i.last_seen_at
     from {{ ref('int_identity_identifiers') }} as i
-    inner join user_id_profiles as u on i.most_recent_user_id = u.user_id
+    inner join {{ ref('int_identity_identifiers') }} as u
+        on u.identifier_type = 'user_id'
+        and i.most_recent_user_id = u.identifier_value
+    inner join {{ ref('int_identity_clusters') }} as c on u.identifier_id = c.identifier_id
     where i.rejection_reason = 'over_shared' and i.identifier_type = 'anonymous_id'
 
 )

@@ -20,17 +20,10 @@ with identifiers as (
 
 ),
 
-user_id_profiles as (
-
-    select i.identifier_value as user_id, c.profile_id
-    from {{ ref('int_identity_clusters') }} as c
-    inner join {{ ref('int_identity_identifiers') }} as i on c.identifier_id = i.identifier_id
-    where i.identifier_type = 'user_id'
-
-),
-
 excluded as (
 
+    -- a shared device's profile is its most recent user_id's: only the rejected identifiers
+    -- look their user_id up (left joins: other rejected identifiers keep a null profile_id)
     select
         i.identifier_type,
         i.identifier_value,
@@ -38,23 +31,31 @@ excluded as (
         i.rejection_detail as detail,
         case
             when i.rejection_reason = 'over_shared' and i.identifier_type = 'anonymous_id'
-                then u.profile_id
+                then c.profile_id
         end as profile_id
     from identifiers as i
-    left join user_id_profiles as u on i.most_recent_user_id = u.user_id
+    left join {{ ref('int_identity_identifiers') }} as u
+        on u.identifier_type = 'user_id'
+        and i.most_recent_user_id = u.identifier_value
+    left join {{ ref('int_identity_clusters') }} as c on u.identifier_id = c.identifier_id
 
 ),
 
 cut as (
 
-    -- edges whose ends landed in different clusters (one profile per cluster: integer compare)
+    -- edges whose ends landed in different clusters (one profile per cluster: integer compare).
+    -- Both ends of an edge are in one component, and only a component holding several
+    -- user_ids is split, so only edges from such components are looked at: the first join
+    -- keeps the few edges of split components before the second one runs.
     select
         e.identifier_id_a,
         e.identifier_id_b,
         a.cluster_id as cluster_a,
         b.cluster_id as cluster_b
     from {{ ref('int_identity_edges') }} as e
-    inner join {{ ref('int_identity_clusters') }} as a on e.identifier_id_a = a.identifier_id
+    inner join {{ ref('int_identity_clusters') }} as a
+        on e.identifier_id_a = a.identifier_id
+        and a.component_user_ids > 1
     inner join {{ ref('int_identity_clusters') }} as b on e.identifier_id_b = b.identifier_id
     where a.cluster_id <> b.cluster_id
 
