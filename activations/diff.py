@@ -46,6 +46,7 @@ from activations.state import (
     Cursor,
     append_state,
     current_state_sql,
+    note_first_plan,
     read_cursor,
     state_exists,
     state_log_exists,
@@ -402,6 +403,7 @@ def write_plan(
     )
     con.execute("begin transaction")
     try:
+        note_first_plan(con, plan.sync_name, run_id)
         changes = None if full_resync else changes_since_cursor(con, plan, log)
         by_action = compute_diff(con, plan, full_resync, changes)
         rows = rows_relation(plan, full_resync, changes)

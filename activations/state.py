@@ -81,6 +81,12 @@ DDL: tuple[str, ...] = (
         pending bigint,
         message varchar
     )""",
+    # Plans made while the sync's state was empty (activations/state.py append_state): their
+    # adds are of members with no state row, so folding them into the base is exact.
+    f"""create table if not exists {SCHEMA}.sync_first_plans (
+        sync_name varchar not null,
+        run_id varchar not null
+    )""",
     f"""create table if not exists {SCHEMA}.sync_cursors (
         sync_name varchar not null,
         lineage varchar not null,
@@ -144,32 +150,51 @@ def current_state_sql(sync_name: str, with_log: bool = True) -> str:
 
 
 def append_state(
-    con: duckdb.DuckDBPyConnection, sync_name: str, source: str, order: str
+    con: duckdb.DuckDBPyConnection, sync_name: str, source: str, order: str,
+    first_plan_rows: str | None = None,
 ) -> None:
     """Record `source`'s rows (profile_id, row_hash NULL for gone, identifiers) as delivered,
     one per member (the first by `order`); call inside a transaction.
 
-    They go to the log under one new version; the very first delivery goes to the empty base
-    instead (a first sync would otherwise log the whole audience and compact it at once).
+    They go to the log under one new version, except the adds of a first plan while the log is
+    still empty (`first_plan_rows`, a condition on `source`'s rows; see `note_first_plan`):
+    those members have no state row, so they go to the base. A first sync would otherwise log
+    nearly the whole audience, chunk by chunk, and then rewrite it all in a compaction.
     """
     base, log = state_table(sync_name), state_log_table(sync_name)
     one = f"qualify row_number() over (partition by profile_id order by {order}) = 1"
-    fresh = con.execute(
-        f"select not exists (select 1 from {base}) and not exists (select 1 from {log})"
-    ).fetchone()
-    if fresh and fresh[0]:
+    empty_log = con.execute(f"select not exists (select 1 from {log})").fetchone()
+    rest = source
+    if first_plan_rows is not None and empty_log and empty_log[0]:
+        # A member with any other row in this fold (an older plan's intent) goes to the log
+        # whole, where `order` decides between its rows as before.
+        to_base = (f"{first_plan_rows} and profile_id not in "
+                   f"(select profile_id from {source} where not ({first_plan_rows}))")
         con.execute(
             f"""insert into {base} (profile_id, row_hash, identifiers, delivered_at)
             select profile_id, row_hash, identifiers, now() from (
-                select * from {source} {one}) where row_hash is not null"""
+                select * from {source} where {to_base} {one})
+            where row_hash is not null"""
         )
-        return
+        rest = f"(select * from {source} where not ({to_base}))"
     row = con.execute(f"select coalesce(max(version), 0) + 1 from {log}").fetchone()
     con.execute(
         f"""insert into {log} (profile_id, row_hash, identifiers, delivered_at, version)
-        select profile_id, row_hash, identifiers, now(), ? from {source} {one}""",
+        select profile_id, row_hash, identifiers, now(), ? from {rest} {one}""",
         [int(row[0]) if row else 1],
     )
+
+
+def note_first_plan(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str) -> None:
+    """Inside the plan's transaction: when the sync holds no state yet, remember that this
+    run's plan was made against none (its adds may fold into the base: `append_state`)."""
+    base, log = state_table(sync_name), state_log_table(sync_name)
+    row = con.execute(
+        f"select not exists (select 1 from {base}) and not exists (select 1 from {log})"
+    ).fetchone()
+    con.execute(f"delete from {SCHEMA}.sync_first_plans where sync_name = ?", [sync_name])
+    if row and row[0]:
+        con.execute(f"insert into {SCHEMA}.sync_first_plans values (?, ?)", [sync_name, run_id])
 
 
 def _attached_catalog(con: duckdb.DuckDBPyConnection) -> bool:
@@ -235,6 +260,8 @@ def compact_state(con: duckdb.DuckDBPyConnection, sync_name: str, force: bool = 
         con.execute(f"alter table {staged} rename to {base.split('.')[-1]}")
         con.execute(f"drop table {log}")
         con.execute(_log_ddl(log))
+        # The base now holds rows of other plans: a first plan's adds no longer fold into it.
+        con.execute(f"delete from {SCHEMA}.sync_first_plans where sync_name = ?", [sync_name])
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
@@ -339,10 +366,12 @@ def fold(
         con.execute(
             f"""create or replace temp table hw_done as
             select o.profile_id, o.action, o.row_hash, o.identifiers, o.idempotency_key,
-                   o.created_at
+                   o.created_at, o.run_id in (
+                       select run_id from {SCHEMA}.sync_first_plans where sync_name = ?
+                   ) and o.action = 'add' as first_plan_add
             from {SCHEMA}.outbox o join hw_acks a using (idempotency_key)
             where o.sync_name = ? and a.delivered""",
-            [sync_name],
+            [sync_name, sync_name],
         )
         # Two delivered intents of one member (one resumed, one planned later): the later
         # plan's row is what the destination holds.
@@ -350,8 +379,9 @@ def fold(
             con, sync_name,
             "(select profile_id, case when action <> 'remove' then row_hash end as row_hash, "
             "case when action <> 'remove' then identifiers end as identifiers, created_at, "
-            "idempotency_key from hw_done)",
+            "idempotency_key, first_plan_add from hw_done)",
             "created_at desc, idempotency_key desc",
+            first_plan_rows="first_plan_add",
         )
         con.execute(
             f"""delete from {SCHEMA}.outbox o using hw_done d

@@ -209,3 +209,46 @@ def test_the_sync_connection_has_a_bounded_memory_budget(tmp_path: Path) -> None
         assert con.execute("select current_setting('memory_limit')").fetchone() == ("64.0 MiB",)
         spill = con.execute("select current_setting('temp_directory')").fetchone()
         assert spill == (str(tmp_path / "headwater_state.duckdb.tmp"),)
+
+
+def test_a_first_sync_folds_into_the_base_chunk_by_chunk(
+    tmp_path: Path, receiver: BatchReceiver, hook_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The adds of a plan made against an empty state have no state row: each fold of the
+    first sync appends them to the base (no log to compact afterwards); the next plan's
+    deliveries go to the log."""
+    compactions: list[bool] = []
+    real_compact = state.compact_state
+
+    def observed(*args: object, **kw: object) -> bool:
+        compactions.append(real_compact(*args, **kw))  # type: ignore[arg-type]
+        return compactions[-1]
+
+    monkeypatch.setattr(state, "compact_state", observed)
+    settings = _settings(tmp_path)
+    spec = hook_sync(batch_size=50)
+    wh = duckdb.connect(str(settings.duckdb_path))
+    make_audience(wh, [member(i) for i in range(MEMBERS)])
+    publish(settings, con=wh)
+    first = _sync(settings, spec, hook_env, tmp_path, ack_flush_rows=40)
+    assert first.ok, first
+    assert compactions == [False], "the first sync logged deliveries and had to compact them"
+    expected = _expected(wh)
+    with reader_connection(settings, folder=published_dir(settings)) as (con, _):
+        base = con.execute(f"select count(*), count(distinct profile_id) from "
+                           f"{state.state_table(spec.name)}").fetchone()
+        logged = con.execute(f"select count(*) from {state.state_log_table(spec.name)}")
+        assert base == (len(expected), len(expected))
+        assert logged.fetchone() == (0,)
+    wh.execute("update audience_test set first_name = 'Later' where profile_id = 'p3'")
+    publish(settings, con=wh)
+    again = _sync(settings, spec, hook_env, tmp_path)
+    assert again.ok and again.planned == {"update": 1}, again
+    with reader_connection(settings, folder=published_dir(settings)) as (con, _):
+        logged = con.execute(f"select profile_id from {state.state_log_table(spec.name)}")
+        assert logged.fetchall() == [("p3",)]
+        assert con.execute(f"select count(*) from {state.current_state_sql(spec.name)}"
+                           ).fetchone() == (len(expected),)
+    assert receiver.members["p3"]["first_name"] == "Later"
+    wh.close()
