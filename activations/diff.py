@@ -369,11 +369,12 @@ def rows_relation(plan: SyncPlan, full_resync: bool, changes: Changes | None) ->
     return "hw_rows" if changes is not None and not full_resync else plan.audience
 
 
-def state_relation(plan: SyncPlan, full_resync: bool, changes: Changes | None) -> str:
-    """Where compute_diff leaves the sync state of the members it diffed."""
+def state_relation(con: duckdb.DuckDBPyConnection, plan: SyncPlan, full_resync: bool,
+                   changes: Changes | None) -> str:
+    """Where compute_diff read the sync state of the members it diffed."""
     if changes is not None and not full_resync:
         return "hw_state"
-    return current_state_sql(plan.sync_name)
+    return state_sql(con, plan.sync_name)
 
 
 def drop_plan_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -407,7 +408,7 @@ def write_plan(
         changes = None if full_resync else changes_since_cursor(con, plan, log)
         by_action = compute_diff(con, plan, full_resync, changes)
         rows = rows_relation(plan, full_resync, changes)
-        prior = state_relation(plan, full_resync, changes)
+        prior = state_relation(con, plan, full_resync, changes)
         # Rejected intents the diff still wants: retry with their key and attempt count.
         revived = con.execute(
             f"""update {SCHEMA}.outbox o set status = 'pending', updated_at = now()

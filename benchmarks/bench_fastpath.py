@@ -56,8 +56,8 @@ def _journeys(webhook_url: str) -> dict[str, Any]:
 # SCHED_IDLE (`chrt --idle 0`): measured here, it starved the collector itself, whose fsync
 # waited on the filesystem journal behind the build's writes while the build waited for CPU
 # (the offered 500/s fell to 15/s).
-BUILD_PRIORITIES = ("nice 10", "same priority")
 BUILD_PREFIX = {"nice 10": ["nice", "-n", "10"], "same priority": []}
+BUILD_PRIORITIES = tuple(BUILD_PREFIX)
 
 
 def _headwater(*args: str, env: dict[str, str], priority: str | None = None,

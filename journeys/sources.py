@@ -110,6 +110,7 @@ class LandingSource:
         """Idle until a file lands (inotify), its rows are handed over, or `timeout` passes."""
         fds = [] if self._watch is None else [self._watch.fd]
         if self._handoff is not None:
+            # Subscribing while idle too, so that the first rows wake this wait.
             self._handoff.connect(time.monotonic())
             fd = self._handoff.fileno()
             if fd is not None:
@@ -144,7 +145,7 @@ class LandingSource:
         mark_ns = landing.to_ns(after) if after else 0
         tables: list[pa.Table] = []
         if self._handoff is not None:
-            self._take_handed(mark_ns, tables)
+            self._take_handed(self._handoff, mark_ns, tables)
         paths = self._files_since(mark_ns - self.window_ns)
         self.files_read += len(paths)
         if len(paths) >= BATCH_READ_FILES:
@@ -172,13 +173,14 @@ class LandingSource:
         table = pa.concat_tables(tables)
         return table.sort_by([("received_at", "ascending"), ("message_id", "ascending")])
 
-    def _take_handed(self, mark_ns: int, tables: list[pa.Table]) -> None:
+    def _take_handed(self, handoff: HandoffClient, mark_ns: int,
+                     tables: list[pa.Table]) -> None:
         """Rows the collector handed over: files it wrote since we subscribed, never
         compacted ones. Taken before the folder is listed, so that their names are known as
         read and the listing skips them. A subscription made or lost means files may have
         landed unseen: the folder is listed in full on this read."""
-        self._handoff.connect(time.monotonic())  # type: ignore[union-attr]
-        frames, changed = self._handoff.drain()  # type: ignore[union-attr]
+        handoff.connect(time.monotonic())
+        frames, changed = handoff.drain()
         if changed:
             self._listed_at = 0.0
         for name, table in frames:

@@ -23,7 +23,8 @@ _HEADER = struct.Struct("iIII")  # wd, mask, cookie, len; then `len` bytes of na
 
 
 class DirectoryWatch:
-    """Names renamed into one folder since the last `drain`, and a way to wait for them."""
+    """Names renamed into one folder since the last `drain`; `fd` is readable when there are
+    some (the source polls it with its other descriptors)."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
@@ -43,12 +44,6 @@ class DirectoryWatch:
             os.close(fd)
             return None
         return cls(fd)
-
-    def wait(self, timeout: float) -> bool:
-        """Block until something was renamed in (True) or `timeout` seconds pass."""
-        poller = select.poll()
-        poller.register(self.fd, select.POLLIN)
-        return bool(poller.poll(max(0, int(timeout * 1000))))
 
     def drain(self) -> tuple[list[str], bool]:
         """(names renamed in since the last drain, whether events were lost)."""
