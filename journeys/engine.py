@@ -49,13 +49,12 @@ from activations.destinations.base import (
     Outcome,
     Record,
     RecordResult,
-    TransientDestinationError,
 )
 from activations.templates import TemplateRenderError
 from headwater import activity, snapshots
 from journeys.clock import Clock, utc_now
 from journeys.config import Journey, JourneyConfigError, JourneysFile, Step, StepKind
-from journeys.dispatch import StepClient
+from journeys.dispatch import Dispatcher, SentChunk, StepClient
 from journeys.feed import FeedBatch, FeedWriter
 from journeys.profiles import ProfileIndex, ProfileLookup, event_identifiers
 from journeys.sources import EventSource
@@ -157,6 +156,7 @@ class FastPath:
         activity_dir: Path | None = None,
         environ: Mapping[str, str] | None = None,
         default_region: str = "US",
+        background_dispatch: bool = False,
     ) -> None:
         self.con = con
         self.config = config
@@ -171,6 +171,9 @@ class FastPath:
         self.clients = {
             (j.name, s.name): StepClient(j, s) for j in config.journeys for s in j.steps
         }
+        # The long-lived worker sends on a thread per step (journeys/dispatch.py); a sensor
+        # tick, the demo and tests send within the step.
+        self._dispatcher = Dispatcher(background=background_dispatch)
         self._triggers: dict[str, list[Journey]] = {}
         self._exits: dict[str, list[Journey]] = {}
         for journey in config.journeys:
@@ -335,12 +338,14 @@ class FastPath:
         result = StepResult()
         index = self.profiles.refresh()
         now = self.clock.now()
+        self._fold_sent(now, result)  # answers that came back since the last step
         mark = self._ingest(index, now, result, self._mark)
         self._audience_changes(now, result)
         self._plan(index, now, result)
         # Exits win races: what landed while planning is read before anything is sent. One
-        # commit then makes the intents, the exits and the watermark durable together, before
-        # any request is made (a commit is most of an idle step's cost).
+        # commit then makes the intents, the exits, the answers folded above and the watermark
+        # durable together, before any request is made (a commit is most of an idle step's
+        # cost).
         mark = self._ingest(index, now, result, mark or self._mark) or mark
         self._save(mark)
         self._cancel_exited(now, result)
@@ -474,6 +479,7 @@ class FastPath:
         self.by_id.pop(inst.instance_id, None)
         if status == "exited":  # a completed instance's last send is still to go out
             self._ended.add(inst.instance_id)
+            self._dispatcher.withdraw(inst.instance_id)
         self._dirty[inst.instance_id] = inst
         self._note(inst, "exited" if status == "exited" else "completed", None, reason, at,
                    message_id=message_id)
@@ -734,7 +740,12 @@ class FastPath:
         """Pending sends and adds of instances that exited are cancelled, never sent."""
         if not self._ended:
             return
-        ended, self._ended = sorted(self._ended), set()
+        # A row on its way to a destination is settled by its answer: sent, or withheld and
+        # then cancelled here once it is back.
+        flying = {i for i in self._ended if self._dispatcher.instance_flying(i)}
+        ended, self._ended = sorted(self._ended - flying), flying
+        if not ended:
+            return
         rows = []
         self.con.execute("begin")  # one commit for all of them
         try:
@@ -776,11 +787,10 @@ class FastPath:
             order by created_at, idempotency_key""",
             [now],
         ).fetchall()
-        if not rows:
-            return
         groups: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {}
         for row in rows:
-            groups.setdefault((row[2], row[3], row[4]), []).append(row)
+            if not self._dispatcher.flying(row[0]):
+                groups.setdefault((row[2], row[3], row[4]), []).append(row)
         for (journey, step_name, action), items in groups.items():
             client = self.clients[(journey, step_name)]
             destination = client.destination(self.environ)
@@ -792,13 +802,34 @@ class FastPath:
                            fields=json.loads(r[5]), idempotency_key=r[0])
                     for r in chunk
                 ]
-                try:
-                    answers = destination.send_batch(records)
-                except TransientDestinationError as exc:
-                    answers = [RecordResult(r.idempotency_key, Outcome.RETRY, None, str(exc))
-                               for r in records]
-                self._fold(journey, step_name, chunk, answers, now, result)
-        self._save(None)
+                self._dispatcher.submit(client, destination, journey, step_name, action, chunk,
+                                        records)
+        if not self._dispatcher.background:
+            self._fold_sent(now, result)
+            self._save(None)
+
+    def _fold_sent(self, now: datetime, result: StepResult) -> None:
+        for sent in self._dispatcher.completed():
+            self._fold_chunk(sent, now, result)
+
+    def _fold_chunk(self, sent: SentChunk, now: datetime, result: StepResult) -> None:
+        if sent.error is not None:
+            raise sent.error
+        if sent.rows:
+            self._fold(sent.journey, sent.step, sent.rows, sent.answers, now, result)
+
+    def finish(self, timeout: float = 30.0) -> StepResult:
+        """Wait for the sends still on their way and record their answers (the worker, on
+        its way out). What does not come back in time stays pending and is sent again, with
+        the same idempotency key, on the next run."""
+        result = StepResult()
+        if self._dispatcher.busy:
+            self._dispatcher.wait(timeout)
+            now = self.clock.now()
+            self._fold_sent(now, result)
+            self._save(None)
+            self._cancel_exited(now, result)
+        return result
 
     def _fold(self, journey: str, step_name: str, chunk: list[tuple[Any, ...]],
               answers: Iterable[RecordResult], now: datetime, result: StepResult) -> None:
@@ -910,6 +941,7 @@ class FastPath:
                          "where exported = 0 and rowid <= ?", [batch.last_rowid])
 
     def close(self) -> None:
+        self._dispatcher.close()
         for client in self.clients.values():
             client.close()
         self._sql.close()

@@ -16,6 +16,7 @@ one event twice.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import signal
 import threading
@@ -79,8 +80,9 @@ def open_fastpath(
     long_lived: bool = False,
 ) -> Iterator[FastPath]:
     """Take the lock (FastPathBusyError if held), open the state, yield a ready FastPath.
-    `long_lived` (the worker): new publishes load on a thread (ProfileLookup) and feed files
-    and checkpoints are written behind (journeys/feed.py), so a step never waits for either."""
+    `long_lived` (the worker): new publishes load on a thread (ProfileLookup), feed files
+    and checkpoints are written behind (journeys/feed.py) and sends go out on a thread per step
+    (journeys/dispatch.py), so a step waits for none of them."""
     lock = SyncLock(locations.lock_dir, LOCK_NAME)
     try:
         lock.acquire()
@@ -101,12 +103,13 @@ def open_fastpath(
             con, config, source,
             ProfileLookup(locations.published, background=long_lived),
             clock or SystemClock(), ledger=ledger,
-            activity_dir=locations.activity, environ=environ,
+            activity_dir=locations.activity, environ=environ, background_dispatch=long_lived,
         )
         if long_lived:
             fast.write_behind(locations.state)
         try:
             yield fast
+            fast.finish()
             fast.flush_activity()
         finally:
             fast.close()
@@ -146,6 +149,9 @@ def run_worker(
     totals = StepResult()
     started = time.monotonic()
     with open_fastpath(locations, long_lived=True) as fast:
+        # The state loaded above, and what accumulates, stays out of full GC passes (why:
+        # headwater/gcfreeze.py); refrozen at every flush.
+        gc.freeze()
         last_flush = time.monotonic()
         while not stop.is_set():
             one = fast.step()
@@ -154,9 +160,11 @@ def run_worker(
                 on_step(one)
             if time.monotonic() - last_flush >= flush_seconds:
                 fast.flush_activity(wait=False)
+                gc.freeze()
                 last_flush = time.monotonic()
             if max_seconds is not None and time.monotonic() - started >= max_seconds:
                 break
             if not one.active:
                 fast.source.wait(interval_seconds)
+        totals.add(fast.finish())
     return totals

@@ -68,6 +68,17 @@ class EventSource(Protocol):
 # DuckDB's per-query cost loses (CPU per read measured here, 2-row files: 1 file 0.5 vs
 # 1.2 ms, 5 files 2.1 vs 2.5 ms, 10 files 4.5 vs 3.5 ms, 40 files 20 vs 12 ms).
 BATCH_READ_FILES = 8
+# How often the names read within the lookback window are pruned (see _prune_seen).
+PRUNE_SECONDS = 0.1
+_EMPTY = landing.EVENT_SCHEMA.empty_table()
+
+
+def _stamped_once(table: pa.Table) -> bool:
+    """Every row has the same received_at (a collector file is one group commit's stamp)."""
+    if table.num_rows <= 1:
+        return True
+    bounds = pc.min_max(table.column("received_at"))
+    return bool(bounds["min"] == bounds["max"])
 
 
 class LandingSource:
@@ -93,6 +104,7 @@ class LandingSource:
         # collector deletes stray temporaries when it starts).
         (landing_dir / landing.EVENTS).mkdir(parents=True, exist_ok=True)
         self._seen: dict[str, int] = {}  # file name -> its last ns, within the window
+        self._pruned_at = 0.0  # monotonic time _seen was last pruned
         # One thread: these reads are a few small files, and DuckDB's worker threads only add
         # hand-offs on a machine whose cores the collector and dbt are using.
         self._con = duckdb.connect(config={"threads": 1})
@@ -166,12 +178,24 @@ class LandingSource:
                 tables.append(table.select(COLUMNS).cast(landing.EVENT_SCHEMA))
         else:
             self._read_each(paths, after, tables)
-        newest = max([mark_ns, *self._seen.values()])
-        self._seen = {n: ns for n, ns in self._seen.items() if ns > newest - self.window_ns}
+        self._prune_seen(mark_ns)
         if not tables:
-            return landing.EVENT_SCHEMA.empty_table()
+            return _EMPTY
+        if len(tables) == 1 and _stamped_once(tables[0]):
+            return tables[0]  # one group commit: a single received_at, nothing to order
         table = pa.concat_tables(tables)
         return table.sort_by([("received_at", "ascending"), ("message_id", "ascending")])
+
+    def _prune_seen(self, mark_ns: int) -> None:
+        """Forget names that fell out of the lookback window. Rebuilding the dict costs its
+        size (a window's worth of files), so it is done once the oldest name is out, at most
+        every PRUNE_SECONDS, not on every read."""
+        now = time.monotonic()
+        if now - self._pruned_at < PRUNE_SECONDS or not self._seen:
+            return
+        self._pruned_at = now
+        newest = max(mark_ns, max(self._seen.values()))
+        self._seen = {n: ns for n, ns in self._seen.items() if ns > newest - self.window_ns}
 
     def _take_handed(self, handoff: HandoffClient, mark_ns: int,
                      tables: list[pa.Table]) -> None:

@@ -12,6 +12,7 @@ import click
 
 from collector.config import CollectorConfig, ConfigError
 from collector.server import Collector
+from headwater.gcfreeze import freeze_periodically
 
 
 @click.command()
@@ -49,8 +50,11 @@ def collect(port: int, host: str, landing_dir: Path | None, verbose: bool) -> No
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     click.echo(f"Collecting at {collector.url} (landing: {config.landing_dir})", err=False)
+    frozen = threading.Event()
+    freeze_periodically(frozen)  # no full-heap GC pauses in front of acknowledgements
     try:
         collector.serve_forever()
     finally:
+        frozen.set()
         collector.stop()
         click.echo(f"Stopped; {collector.writer.files_written} files landed.")

@@ -117,8 +117,10 @@ class Harness:
         finally:
             con.close()
 
-    def open(self, **overrides: Any) -> FastPath:
-        """(Re)open the fast path on the same state file, as a restarted process would."""
+    def open(self, *, background_dispatch: bool = False, **overrides: Any) -> FastPath:
+        """(Re)open the fast path on the same state file, as a restarted process would;
+        `overrides` replace top-level keys of journeys.yml. `background_dispatch` sends on a
+        thread per step, as the long-lived worker does."""
         if self.fast is not None:
             self.fast.close()
             self.fast.con.close()
@@ -128,7 +130,7 @@ class Harness:
         ledger = CapLedger(self.tmp / "caps.sqlite", config.frequency_caps)
         self.fast = FastPath(con, config, TableSource(self.raw), ProfileLookup(self.published),
                              self.clock, ledger=ledger, activity_dir=self.tmp / "activity",
-                             environ=self.environ)
+                             environ=self.environ, background_dispatch=background_dispatch)
         return self.fast
 
     def at(self, delta: timedelta) -> Any:
