@@ -16,7 +16,6 @@ one event twice.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import signal
 import threading
@@ -149,9 +148,6 @@ def run_worker(
     totals = StepResult()
     started = time.monotonic()
     with open_fastpath(locations, long_lived=True) as fast:
-        # The state loaded above, and what accumulates, stays out of full GC passes (why:
-        # headwater/gcfreeze.py); refrozen at every flush.
-        gc.freeze()
         last_flush = time.monotonic()
         while not stop.is_set():
             one = fast.step()
@@ -160,7 +156,6 @@ def run_worker(
                 on_step(one)
             if time.monotonic() - last_flush >= flush_seconds:
                 fast.flush_activity(wait=False)
-                gc.freeze()
                 last_flush = time.monotonic()
             if max_seconds is not None and time.monotonic() - started >= max_seconds:
                 break

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import click
 
 from headwater.config import Settings
+from headwater.gcfreeze import freeze_periodically
 from journeys.config import JourneyConfigError
 from journeys.engine import StepResult
 from journeys.runtime import FastPathBusyError, FastPathLocations, run_worker
@@ -31,6 +33,8 @@ def fastpath(interval_ms: float, seconds: float | None, verbose: bool) -> None:
     locations = FastPathLocations.from_settings(Settings.from_env())
     click.echo(f"fast path: landing {locations.landing}, state {locations.state}")
     started = time.monotonic()
+    frozen = threading.Event()
+    freeze_periodically(frozen)  # no full-heap GC pauses in the worker's steps
 
     def report(step: StepResult) -> None:
         if verbose and step.active:
@@ -45,6 +49,8 @@ def fastpath(interval_ms: float, seconds: float | None, verbose: bool) -> None:
                             max_seconds=seconds, on_step=report)
     except (FastPathBusyError, JourneyConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
+    finally:
+        frozen.set()
     click.echo(
         f"stopped after {time.monotonic() - started:.1f} s: {totals.events} events, "
         f"{totals.entered} entered, {totals.sent} sent, {totals.exited} exited, "
