@@ -10,8 +10,10 @@ One `FastPath.step()`:
 3. ingest again: events that landed while planning are applied, and pending sends of instances
    that exited meanwhile are cancelled: an `Order Completed` that landed before a step goes out
    cancels that step (exits win races);
-4. dispatch: pending intents go out through activations/ with their stable idempotency keys;
-   answers are recorded (delivered; rejected: retried with backoff, dead after max_attempts).
+4. dispatch: pending intents go out through activations/ with their stable idempotency keys
+   (journeys/dispatch.py: within the step, or on a thread per step in the long-lived worker,
+   whose answers are then recorded by the next step); answers are recorded (delivered;
+   rejected: retried with backoff, dead after max_attempts).
 A crash anywhere re-reads uncommitted events and re-sends committed intents with the same key,
 so the destination deduplicates and nothing is sent twice.
 
