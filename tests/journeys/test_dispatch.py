@@ -29,7 +29,8 @@ def _cart(h: Harness, person: str, cart: str, minutes: float) -> None:
 def _outbox(h: Harness) -> dict[str, str]:
     assert h.fast is not None
     return dict(h.fast.con.execute(
-        "select instance_id, status from outbox where journey = 'cart_abandonment' and step = 'email'").fetchall())
+        "select instance_id, status from outbox"
+        " where journey = 'cart_abandonment' and step = 'email'").fetchall())
 
 
 def test_a_throttled_destination_holds_up_neither_the_steps_nor_an_exit(tmp_path: Path) -> None:
