@@ -261,6 +261,17 @@ class FastPath:
             if value:
                 self.by_subject.setdefault((kind, value), set()).add(key)
 
+    def _unindex(self, key: tuple[str, str], inst: Instance) -> None:
+        """An ended instance leaves the subject index: the worker runs for weeks, and every
+        instance that ever ran would otherwise stay in it."""
+        for kind in ("profile_id", "user_id", "anonymous_id", "email"):
+            value = getattr(inst, kind)
+            keys = self.by_subject.get((kind, value)) if value else None
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self.by_subject[(kind, value)]
+
     def watermark(self) -> datetime | None:
         """The received_at up to which events were processed (committed)."""
         return self._mark
@@ -479,6 +490,7 @@ class FastPath:
         inst.next_due_at, inst.updated_at = None, utc_now()
         self.active.pop((inst.journey, inst.entry_key), None)
         self.by_id.pop(inst.instance_id, None)
+        self._unindex((inst.journey, inst.entry_key), inst)
         if status == "exited":  # a completed instance's last send is still to go out
             self._ended.add(inst.instance_id)
             self._dispatcher.withdraw(inst.instance_id)
@@ -676,6 +688,8 @@ class FastPath:
             inst.profile_id = index.resolve({"user_id": inst.user_id, "email": inst.email,
                                              "phone": inst.phone,
                                              "anonymous_id": inst.anonymous_id})
+            if inst.profile_id:  # exits that resolve to the profile find it from now on
+                self._index((inst.journey, inst.entry_key), inst)
         profile = index.profile(inst.profile_id)
         ctx: dict[str, Any] = {c: None for c in index.columns}
         if profile:

@@ -153,3 +153,26 @@ def test_restart_of_the_process_neither_misses_nor_repeats(tmp_path: Path) -> No
         h.at(td(minutes=45))
         assert len(h.emails(EMAIL)) == 1
         assert sum(1 for _, e, _, _ in h.journal() if e == "entered") == 1
+
+
+def test_ended_instances_leave_the_subject_index(tmp_path: Path) -> None:
+    """A long-lived worker must not keep every instance that ever ran in memory."""
+    with harness(tmp_path) as h:
+        h.publish([ALICE], ALICE_IDS)
+        fast = h.open()
+        _add(h, "c1", "A", 0)
+        _add(h, "c2", "B", 1)
+        h.at(td(minutes=2))
+        assert {k for keys in fast.by_subject.values() for k in keys} == {
+            ("cart_abandonment", "c1"), ("cart_abandonment", "c2")}
+        h.track("Order Completed", at=T0 + td(minutes=3), user_id="u_alice", order_id="o1",
+                revenue=10)  # no cart_id: ends both carts through the subject
+        h.at(td(minutes=4))
+        assert fast.by_subject == {}
+        _add(h, "c3", "C", 5)  # a new cart is found through the subject again
+        h.at(td(minutes=6))
+        h.track("Order Completed", at=T0 + td(minutes=7), user_id="u_alice", order_id="o2",
+                revenue=10)
+        h.at(td(minutes=8))
+        assert h.journal()[-1][1:] == ("exited", None, "Order Completed")
+        assert fast.by_subject == {}
