@@ -9,9 +9,11 @@ A run is made of passes, each recorded in headwater_state.sync_runs:
 1. recovery: passes a crash left unfinished are folded (their answers applied);
 2. resume: intents still pending (crash, replayed dead letters, destination down last time)
    are sent again with their original idempotency keys;
-3. sync: the diff is written to the outbox in one transaction, then drained and folded (only
-   the members changed since the last plan are compared when the audience is a published
-   snapshot with a change log: `change_log`, activations/diff.py);
+3. sync: the diff is written to the outbox (in bounded transactions, the last of which
+   commits the plan: a plan a killed run left half-written is deleted by the next run and made
+   again, diff.write_plan), then drained and folded (only the members changed since the last
+   plan are compared when the audience is a published snapshot with a change log:
+   `change_log`, activations/diff.py);
 4. export: the delivery records of finished passes go to the activity feed (when given one).
 The caller owns the DuckDB connection, so `headwater_state` may live in the warehouse file or
 in an attached database without any change here.
@@ -225,6 +227,8 @@ def run_sync(
     http: HttpClient | None = None
     with SyncLock(lock_dir, spec.name):
         state.ensure_state(con, spec.name)
+        # Before anything can be sent: a plan a killed run left half-written is made again.
+        state.discard_partial_plans(con, spec.name)
         crashed = state.unfinished_passes(con, spec.name)
         state.fold(con, spec.name, crashed, spec.max_attempts, "crashed",
                    "finished by the next run after a crash")

@@ -315,6 +315,60 @@ def start_pass(
     )
 
 
+# sync_runs.status of a sync pass whose plan is being written (activations/diff.py write_plan):
+# its outbox rows are a partial plan until commit_plan sets PLANNED in the plan's last
+# transaction. A pass is only ever `planning` in a run that died while writing its plan.
+PLANNING = "planning"
+PLANNED = "planned"
+
+
+def mark_planning(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str) -> None:
+    con.execute(
+        f"update {SCHEMA}.sync_runs set status = ? where sync_name = ? and run_id = ?",
+        [PLANNING, sync_name, run_id],
+    )
+
+
+def commit_plan(
+    con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, planned: int
+) -> None:
+    """Inside the plan's last transaction: its outbox rows are now the pass's plan."""
+    con.execute(
+        f"update {SCHEMA}.sync_runs set status = ?, planned = ? "
+        "where sync_name = ? and run_id = ?",
+        [PLANNED, planned, sync_name, run_id],
+    )
+
+
+def discard_partial_plans(con: duckdb.DuckDBPyConnection, sync_name: str) -> int:
+    """Delete the outbox rows of plans a killed run left half-written; return how many.
+
+    Nothing of such a plan was sent (a pass drains only after its plan committed) and nothing
+    else was changed by it (revivals, supersessions, leavers and the cursor commit with the
+    plan), so the next plan makes the same diff again from the same state. Its pass is then
+    folded like any crashed pass (it has no answers). One transaction: a run killed during it
+    leaves the pass `planning`, and the next run deletes again.
+    """
+    con.execute("begin transaction")
+    try:
+        row = con.execute(
+            f"""delete from {SCHEMA}.outbox
+            where sync_name = ? and run_id in (
+                select run_id from {SCHEMA}.sync_runs where sync_name = ? and status = ?)""",
+            [sync_name, sync_name, PLANNING],
+        ).fetchone()
+        con.execute(
+            f"update {SCHEMA}.sync_runs set status = null, message = 'partial plan discarded' "
+            "where sync_name = ? and status = ?",
+            [sync_name, PLANNING],
+        )
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return int(row[0]) if row else 0
+
+
 def unfinished_passes(con: duckdb.DuckDBPyConnection, sync_name: str) -> list[str]:
     rows = con.execute(
         f"select run_id from {SCHEMA}.sync_runs where sync_name = ? and finished_at is null"
