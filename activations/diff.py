@@ -398,7 +398,7 @@ def write_plan(
     full_resync: bool,
     no_revive_run: str | None,
     log: ChangeLog | None = None,
-    chunk_rows: int = PLAN_CHUNK_ROWS,
+    chunk_rows: int | None = None,
 ) -> PlanCounts:
     """Diff and write the outbox: all of it is committed before any send.
 
@@ -407,7 +407,8 @@ def write_plan(
     snapshot when the plan commits. Without one, the cursor is removed (this plan's audience
     is not one the log describes).
 
-    The plan is written in transactions of `chunk_rows` outbox rows, then committed by one
+    The plan is written in transactions of `chunk_rows` (PLAN_CHUNK_ROWS) outbox rows, then
+    committed by one
     last transaction: the revivals and supersessions of older intents, the leavers' state, the
     cursor, and the pass's status `planned` (state.commit_plan). Until that commits the pass
     is `planning` (state.mark_planning), its rows change nothing else and none of them is sent
@@ -417,7 +418,8 @@ def write_plan(
     """
     mark_planning(con, plan.sync_name, run_id)
     try:
-        return _write_plan(con, plan, run_id, full_resync, no_revive_run, log, chunk_rows)
+        return _write_plan(con, plan, run_id, full_resync, no_revive_run, log,
+                           chunk_rows or PLAN_CHUNK_ROWS)
     finally:
         drop_plan_tables(con)
 

@@ -98,8 +98,9 @@ class PhaseRss:
     """Peak RSS per phase of a child, sampled every 2 ms by a thread (DuckDB releases the GIL).
 
     `phase(name)` starts a phase of the benchmark; inside run_sync the engine's own steps are
-    phases too (plan: diff.write_plan, drain: engine.drain, fold: state.fold), observed by
-    wrapping those functions while the sampler runs: the real functions do the work.
+    phases too (plan: diff.write_plan, drain: engine.drain, fold: state.fold and the drain's
+    state.fold_acks), observed by wrapping those functions while the sampler runs: the real
+    functions do the work.
     """
 
     def __init__(self) -> None:
@@ -144,6 +145,8 @@ class PhaseRss:
         self._wrap(diff, "write_plan", "plan")
         self._wrap(engine, "drain", "drain")
         self._wrap(state, "fold", "fold")
+        # The drain applies its answers page by page: those spans are the fold, not the drain.
+        self._wrap(state, "fold_acks", "fold")
         self._thread.start()
         return self
 

@@ -41,10 +41,7 @@ def main() -> None:
     db, lock_dir, spec_json, chunk_rows, kill_at = sys.argv[1:6]
     spec = parse_syncs({"syncs": [json.loads(spec_json)]})[0]
     con = duckdb.connect(db)
-    # The chunk size is write_plan's default argument: make it small enough for several.
-    defaults = list(diff_sql.write_plan.__defaults__ or ())
-    defaults[-1] = int(chunk_rows)
-    diff_sql.write_plan.__defaults__ = tuple(defaults)
+    diff_sql.PLAN_CHUNK_ROWS = int(chunk_rows)  # small enough for several chunks
     wrapped: Any = _KillAtCommit(con, int(kill_at)) if int(kill_at) else con
     result = run_sync(wrapped, spec, lock_dir=Path(lock_dir))
     con.close()
