@@ -389,6 +389,22 @@ def drop_plan_tables(con: duckdb.DuckDBPyConnection) -> None:
 # (DuckDB's local storage and undo buffers), so one transaction for the whole diff held memory
 # in proportion to the diff (60-85 MB for the 90k rows of 1% churn at 10M members).
 PLAN_CHUNK_ROWS = 10_000
+# A plan of more rows (a first sync, a full resync) is written in at most LARGE_PLAN_CHUNKS
+# chunks of whole row groups (DuckDB's 122,880 rows): DuckDB writes a transaction's full row
+# groups straight to the file, while a smaller commit goes through the WAL and, past 16 MB of
+# it, a checkpoint; a first sync of 1M in chunks of 10k (or 56k) took 2.6x as long. Its memory
+# is then bounded by the chunk, not by PLAN_CHUNK_ROWS.
+SMALL_PLAN_ROWS = 200_000
+LARGE_PLAN_CHUNKS = 4
+ROW_GROUP_ROWS = 122_880
+
+
+def plan_chunk_rows(total: int, chunk_rows: int) -> int:
+    """Rows per transaction for a plan (or a drain's pages) of `total` rows."""
+    if total <= SMALL_PLAN_ROWS:
+        return chunk_rows
+    groups = -(-total // (LARGE_PLAN_CHUNKS * ROW_GROUP_ROWS))
+    return max(chunk_rows, groups * ROW_GROUP_ROWS)
 
 
 def write_plan(
@@ -438,6 +454,8 @@ def _write_plan(
     by_action = compute_diff(con, plan, full_resync, changes)
     rows = rows_relation(plan, full_resync, changes)
     prior = state_relation(con, plan, full_resync, changes)
+    (total,) = con.execute("select count(*) from hw_diff").fetchone() or (0,)
+    chunk_rows = plan_chunk_rows(int(total), chunk_rows)
     # The rows to write, numbered into chunks; an open intent for the same row is kept (its
     # key and attempts) instead. This plan's own rows cannot match: one row per member.
     con.execute(
@@ -450,12 +468,16 @@ def _write_plan(
         [plan.sync_name],
     )
     (chunks,) = con.execute("select coalesce(max(chunk) + 1, 0) from hw_plan").fetchone() or (0,)
-    if chunks > 1 and rows == plan.audience:
-        # A whole-audience plan joins the audience: once, not once per chunk.
-        rows, prior = _plan_inputs(con, plan, prior)
+    chunked = chunks > 1 and rows == plan.audience
+    if chunked:
+        # A whole-audience plan joins the audience once, not once per chunk: its members'
+        # rows, in chunk order, so that each chunk reads only its own (zone maps on chunk).
+        _plan_inputs(con, plan, prior)
     payload = _json_object(plan.payload_columns)
     identifiers = _json_object(plan.identifier_columns)
     for chunk in range(int(chunks)):
+        rows_k = f"(select * from hw_rows where chunk = {chunk})" if chunked else rows
+        prior_k = f"(select * from hw_state where chunk = {chunk})" if chunked else prior
         con.execute("begin transaction")
         try:
             con.execute(
@@ -467,12 +489,12 @@ def _write_plan(
                     case when d.action = 'remove' then s.identifiers else {payload} end,
                     case when d.action = 'remove' then s.identifiers else {identifiers} end,
                     'pending', 0, now(), now()
-                from hw_plan d
-                left join {rows} a
+                from (select * from hw_plan where chunk = {chunk}) d
+                left join {rows_k} a
                   on d.action <> 'remove' and cast(a.profile_id as varchar) = d.profile_id
-                left join {prior} s on d.action = 'remove' and s.profile_id = d.profile_id
-                where d.chunk = ?""",
-                [plan.sync_name, plan.sync_name, run_id, run_id, chunk],
+                left join {prior_k} s
+                  on d.action = 'remove' and s.profile_id = d.profile_id""",
+                [plan.sync_name, plan.sync_name, run_id, run_id],
             )
             con.execute("commit")
         except BaseException:
@@ -522,20 +544,19 @@ def _write_plan(
     )
 
 
-def _plan_inputs(
-    con: duckdb.DuckDBPyConnection, plan: SyncPlan, prior: str
-) -> tuple[str, str]:
-    """The audience rows and prior state of a whole-audience plan's members only, as temp
-    tables hw_rows and hw_state (what an incremental plan's candidates already are)."""
-    columns = ", ".join(_q(c) for c in _read_columns(plan))
+def _plan_inputs(con: duckdb.DuckDBPyConnection, plan: SyncPlan, prior: str) -> None:
+    """The audience rows and prior state of a whole-audience plan's members only, with their
+    chunk, as temp tables hw_rows and hw_state (what an incremental plan's candidates are)."""
+    columns = ", ".join(f"a.{_q(c)}" for c in _read_columns(plan))
     con.execute(
         f"""create or replace temp table hw_rows as
-        select {columns} from {plan.audience} a where cast(a.profile_id as varchar) in (
-            select profile_id from hw_plan where action <> 'remove')"""
+        select {columns}, p.chunk from {plan.audience} a
+        join hw_plan p on p.action <> 'remove' and p.profile_id = cast(a.profile_id as varchar)
+        order by p.chunk"""
     )
     con.execute(
         f"""create or replace temp table hw_state as
-        select profile_id, identifiers from {prior} s where s.profile_id in (
-            select profile_id from hw_plan where action = 'remove')"""
+        select s.profile_id, s.identifiers, p.chunk from {prior} s
+        join hw_plan p on p.action = 'remove' and p.profile_id = s.profile_id
+        order by p.chunk"""
     )
-    return "hw_rows", "hw_state"

@@ -33,6 +33,7 @@ from activations.destinations.base import (
     RecordResult,
     TransientDestinationError,
 )
+from activations.diff import plan_chunk_rows
 from activations.jsonfast import loads
 from activations.state import SCHEMA, FoldCounts
 from activations.templates import CompiledTemplates, TemplateRenderError
@@ -260,12 +261,17 @@ def drain(
     carry this pass as last_run_id. A page that returned fewer rows than asked was the last of
     its action.
     """
-    # Whole batches: a page boundary never splits a request.
-    page_rows = max(1, (page_rows or DRAIN_PAGE_ROWS) // batch_size) * batch_size
-    counts = DrainCounts()
-    acks = AckWriter(con, sync_name, run_id, flush_rows=min(ack_flush_rows, page_rows),
-                     max_attempts=max_attempts)
     total = pending_count(con, sync_name)
+    # A large pass (a first sync) in a few large pages, as a large plan is written
+    # (diff.plan_chunk_rows): each fold of answers reads and rewrites the outbox, and a first
+    # sync of 1M in pages of 20k paid 45 of them. Whole batches: a page boundary never splits
+    # a request.
+    page_rows = plan_chunk_rows(total, page_rows or DRAIN_PAGE_ROWS)
+    page_rows = max(1, page_rows // batch_size) * batch_size
+    counts = DrainCounts()
+    flush_rows = ack_flush_rows if page_rows <= DRAIN_PAGE_ROWS else page_rows
+    acks = AckWriter(con, sync_name, run_id, flush_rows=min(flush_rows, page_rows),
+                     max_attempts=max_attempts)
     reader_con = con.cursor()
     encoded = _encoded_ok(destination, mapper)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hw-send")

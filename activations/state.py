@@ -18,7 +18,8 @@ Tables
 - `delivery_records`: append-only, one row per record and attempt (the audit trail and the
   source for revenue attribution).
 - `sync_runs`: one row per pass of a sync, with its counts; unfinished passes are folded by
-  the next run (crash recovery).
+  the next run (crash recovery). A sync pass is `planning` until its plan commits
+  (activations/diff.py write_plan): a run that finds one deletes that partial plan first.
 - `sync_cursors`: per sync, the published audience (lineage and seq) its last committed plan
   compared, and a fingerprint of what that plan hashed; the next plan reads only the change
   log after it (activations/diff.py). No row: the next plan compares the whole audience.
@@ -478,6 +479,23 @@ def _apply_acks(
         group by idempotency_key""",
         params,
     )
+    (delivered, other) = con.execute(
+        "select count(*) filter (where delivered), count(*) filter (where not delivered) "
+        "from hw_acks"
+    ).fetchone() or (0, 0)
+    # Each statement below reads the outbox: skipped when it has nothing to do (a first
+    # sync's answers are all deliveries), since the drain applies its answers page by page.
+    if delivered:
+        delivered = _apply_delivered(con, sync_name)
+    counts: tuple[Any, ...] = (0, 0, 0)
+    if other:
+        counts = _apply_other(con, sync_name, max_attempts)
+    con.execute("drop table hw_acks")
+    return FoldCounts(int(delivered), int(counts[0]), int(counts[1]), int(counts[2]))
+
+
+def _apply_delivered(con: duckdb.DuckDBPyConnection, sync_name: str) -> int:
+    """Delivered intents still open (once applied they are gone); how many."""
     con.execute(
         f"""create or replace temp table hw_done as
         select o.profile_id, o.action, o.row_hash, o.identifiers, o.idempotency_key,
@@ -498,11 +516,19 @@ def _apply_acks(
         "created_at desc, idempotency_key desc",
         first_plan_rows="first_plan_add",
     )
-    con.execute(
+    done = con.execute(
         f"""delete from {SCHEMA}.outbox o using hw_done d
         where o.sync_name = ? and o.idempotency_key = d.idempotency_key""",
         [sync_name],
-    )
+    ).fetchone()
+    con.execute("drop table hw_done")
+    return int(done[0]) if done else 0
+
+
+def _apply_other(
+    con: duckdb.DuckDBPyConnection, sync_name: str, max_attempts: int
+) -> tuple[Any, ...]:
+    """Rejections and unanswered intents; (rejected, dead, pending) among them after."""
     con.execute(
         f"""update {SCHEMA}.outbox o set
             attempts = o.attempts + a.rejections,
@@ -514,23 +540,20 @@ def _apply_acks(
                           when o.attempts + a.rejections >= ? then 'dead'
                           else 'rejected' end
         from hw_acks a
-        where o.sync_name = ? and o.idempotency_key = a.idempotency_key
+        where o.sync_name = ? and o.idempotency_key = a.idempotency_key and not a.delivered
           and o.last_run_id is distinct from a.last_run_id""",
         [max_attempts, sync_name],
     )
-    counts = con.execute(
+    row = con.execute(
         f"""select
-            (select count(*) from hw_done),
             count(*) filter (where o.status = 'rejected'),
             count(*) filter (where o.status = 'dead'),
             count(*) filter (where o.status = 'pending')
         from {SCHEMA}.outbox o join hw_acks a using (idempotency_key)
-        where o.sync_name = ?""",
+        where o.sync_name = ? and not a.delivered""",
         [sync_name],
-    ).fetchall()[0]
-    con.execute("drop table hw_acks")
-    con.execute("drop table hw_done")
-    return FoldCounts(int(counts[0]), int(counts[1]), int(counts[2]), int(counts[3]))
+    ).fetchone()
+    return tuple(row) if row else (0, 0, 0)
 
 
 @dataclass(frozen=True)

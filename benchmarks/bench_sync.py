@@ -29,8 +29,10 @@
   of every state column the diff reads, so that part grows with N however small the diff (a
   mirror sync reads none but for open intents: its candidates' state comes from the change
   log). `rss_by_phase_mb` is the peak RSS of each phase: the scan, the measured diff, and
-  run_sync's plan (diff and outbox write), drain and fold (PhaseRss). 1% churn is 10x the rows
-  at 10M, so what the phases hold in proportion to the diff grows with N as well.
+  run_sync's plan (diff and outbox write, in chunks of 10k rows), drain and fold (PhaseRss;
+  the drain applies its answers page by page, state.fold_acks, and those spans count as fold).
+  1% churn is 10x the rows at 10M, so what the phases hold in proportion to the diff grows
+  with N as well (the plan's candidate tables, a checkpoint of the rows it wrote).
 """
 
 from __future__ import annotations
