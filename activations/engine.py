@@ -6,12 +6,15 @@
                       activity_dir=Path("warehouse/activity"))
 
 A run is made of passes, each recorded in headwater_state.sync_runs:
-1. recovery: passes a crash left unfinished are folded (their answers applied);
+1. recovery: a plan a crash left half-written is deleted; passes a crash left unfinished are
+   folded (the answers they recorded were applied with them; older versions' are applied);
 2. resume: intents still pending (crash, replayed dead letters, destination down last time)
    are sent again with their original idempotency keys;
-3. sync: the diff is written to the outbox in one transaction, then drained and folded (only
-   the members changed since the last plan are compared when the audience is a published
-   snapshot with a change log: `change_log`, activations/diff.py);
+3. sync: the diff is written to the outbox (in bounded transactions, the last of which
+   commits the plan: a plan a killed run left half-written is deleted by the next run and made
+   again, diff.write_plan), then drained and folded (only the members changed since the last
+   plan are compared when the audience is a published snapshot with a change log:
+   `change_log`, activations/diff.py), a page of intents at a time (activations/outbox.py);
 4. export: the delivery records of finished passes go to the activity feed (when given one).
 The caller owns the DuckDB connection, so `headwater_state` may live in the warehouse file or
 in an attached database without any change here.
@@ -225,6 +228,8 @@ def run_sync(
     http: HttpClient | None = None
     with SyncLock(lock_dir, spec.name):
         state.ensure_state(con, spec.name)
+        # Before anything can be sent: a plan a killed run left half-written is made again.
+        state.discard_partial_plans(con, spec.name)
         crashed = state.unfinished_passes(con, spec.name)
         state.fold(con, spec.name, crashed, spec.max_attempts, "crashed",
                    "finished by the next run after a crash")
@@ -300,12 +305,12 @@ def _drain_and_fold(
     if progress is not None:
         def report(done: int, total: int) -> None:
             progress(phase, done, total)
+    # The answers are applied as they are recorded, a page at a time (outbox.drain).
     counts = drain(con, spec.name, run_id, destination, prepared.mapper, batch, report,
-                   ack_flush_rows)
-    folded = state.fold(
-        con, spec.name, [run_id], spec.max_attempts,
-        "stopped" if counts.stopped else "finished", counts.stopped,
-    )
+                   ack_flush_rows, spec.max_attempts)
+    folded = counts.folded
+    state.close_pass(con, spec.name, run_id, "stopped" if counts.stopped else "finished",
+                     counts.stopped, folded)
     result.delivered += folded.delivered
     result.rejected += folded.rejected
     result.dead += folded.dead

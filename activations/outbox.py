@@ -1,9 +1,13 @@
 """Draining the outbox: stream pending intents out of the warehouse, send, record each answer.
 
-Pending rows are read with DuckDB's Arrow record-batch reader (memory stays at one batch
-however large the diff), mapped and templated into Records, sent, and every answer is appended
-to `headwater_state.delivery_records` as it comes. The outbox row itself is only updated when
-the pass is folded (state.fold), so the per-batch cost is one append, not an update.
+Pending rows are read a page (DRAIN_PAGE_ROWS) at a time, each page with DuckDB's Arrow
+record-batch reader, mapped and templated into Records and sent; answers are appended to
+`headwater_state.delivery_records` and applied to the outbox and the state (state.fold_acks)
+in one transaction per flush, at the latest at the end of each page. So what the drain holds,
+and what one of its transactions writes, is bounded by a page however large the diff: the
+reader's transaction ends with its page (an open one keeps DuckDB from checkpointing, so every
+answer recorded meanwhile stayed in memory), and the fold is no longer one transaction over
+the whole pass.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from activations import state
 from activations.destinations.base import (
     Action,
     Destination,
@@ -28,9 +33,15 @@ from activations.destinations.base import (
     RecordResult,
     TransientDestinationError,
 )
+from activations.diff import plan_chunk_rows
 from activations.jsonfast import loads
-from activations.state import SCHEMA
+from activations.state import SCHEMA, FoldCounts
 from activations.templates import CompiledTemplates, TemplateRenderError
+
+# Pending intents read per query, and at most the answers applied per transaction; a few
+# requests' worth, so that the pause at each page's end (the last request is answered and the
+# answers applied before the next page is read) costs little.
+DRAIN_PAGE_ROWS = 20_000
 
 # Removes first: a mirror destination should shrink before it grows (ad audience caps).
 ACTION_ORDER: tuple[Action, ...] = (Action.REMOVE, Action.UPDATE, Action.ADD, Action.SEND)
@@ -53,7 +64,8 @@ ACK_SCHEMA = pa.schema(
 
 
 class AckWriter:
-    """Appends answers to delivery_records; flushes every `flush_rows` or `flush_seconds`.
+    """Appends answers to delivery_records and applies them (state.fold_acks) in one
+    transaction per flush; flushes every `flush_rows` or `flush_seconds`.
 
     Answers are kept as Arrow record batches and written with one INSERT per flush, so the
     per-record cost is a slot in a column, not a row-wise write.
@@ -63,13 +75,16 @@ class AckWriter:
 
     def __init__(
         self, con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str,
-        flush_rows: int = 20_000, flush_seconds: float = 1.0,
+        flush_rows: int = 20_000, flush_seconds: float = 1.0, max_attempts: int = 5,
     ) -> None:
         self.con = con
         self.sync_name = sync_name
         self.run_id = run_id
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
+        self.max_attempts = max_attempts
+        # What the flushes so far applied: the pass's counts.
+        self.folded = FoldCounts(0, 0, 0, 0)
         self._batches: list[pa.RecordBatch] = []
         self._rows = 0
         self._last_flush = time.monotonic()
@@ -129,11 +144,19 @@ class AckWriter:
         names = ", ".join(ACK_SCHEMA.names)
         self.con.register("hw_ack_batch", table)
         try:
-            self.con.execute(
-                f"insert into {SCHEMA}.delivery_records ({names}) select {names} from hw_ack_batch"
-            )
+            self.con.execute("begin transaction")
+            try:
+                self.con.execute(f"insert into {SCHEMA}.delivery_records ({names}) "
+                                 f"select {names} from hw_ack_batch")
+                folded = state.fold_acks(self.con, self.sync_name, "hw_ack_batch",
+                                         self.max_attempts)
+                self.con.execute("commit")
+            except BaseException:
+                self.con.execute("rollback")
+                raise
         finally:
             self.con.unregister("hw_ack_batch")
+        self.folded = self.folded + folded
         self._batches = []
         self._rows = 0
         self._last_flush = time.monotonic()
@@ -149,6 +172,8 @@ class DrainCounts:
     # Why the pass stopped early (destination down, credentials refused), if it did.
     stopped: str | None = None
     by_action: dict[str, int] = field(default_factory=dict)
+    # What the answers did once applied to the outbox and the state (state.fold_acks).
+    folded: FoldCounts = field(default_factory=lambda: FoldCounts(0, 0, 0, 0))
 
 
 @dataclass(frozen=True)
@@ -219,17 +244,34 @@ def drain(
     batch_size: int,
     progress: ProgressFn | None = None,
     ack_flush_rows: int = 20_000,
+    max_attempts: int = 5,
+    page_rows: int | None = None,
 ) -> DrainCounts:
-    """Send every pending intent of the sync; stop at the first transient failure.
+    """Send every pending intent of the sync once; stop at the first transient failure.
 
     Pipelined: while batch N is in flight on one sender thread, batch N+1 is read and encoded.
     One sender keeps requests in submission order (removes before adds), and every answer is
     recorded on this thread before the next request is submitted, so at most one request is
-    ever unanswered, as before.
+    ever unanswered, as before. `counts.folded` is what the applied answers did.
+
+    Pages: each reads up to `page_rows` (DRAIN_PAGE_ROWS) pending intents this pass has not
+    answered yet. Every intent read is answered (delivered, rejected, or retry when unanswered)
+    and its answer applied before the next page is read, which takes it out of the next page:
+    delivered intents leave the outbox, rejected ones are no longer pending, and the others
+    carry this pass as last_run_id. A page that returned fewer rows than asked was the last of
+    its action.
     """
-    counts = DrainCounts()
-    acks = AckWriter(con, sync_name, run_id, flush_rows=ack_flush_rows)
     total = pending_count(con, sync_name)
+    # A large pass (a first sync) in a few large pages, as a large plan is written
+    # (diff.plan_chunk_rows): each fold of answers reads and rewrites the outbox, and a first
+    # sync of 1M in pages of 20k paid 45 of them. Whole batches: a page boundary never splits
+    # a request.
+    page_rows = plan_chunk_rows(total, page_rows or DRAIN_PAGE_ROWS)
+    page_rows = max(1, page_rows // batch_size) * batch_size
+    counts = DrainCounts()
+    flush_rows = ack_flush_rows if page_rows <= DRAIN_PAGE_ROWS else page_rows
+    acks = AckWriter(con, sync_name, run_id, flush_rows=min(flush_rows, page_rows),
+                     max_attempts=max_attempts)
     reader_con = con.cursor()
     encoded = _encoded_ok(destination, mapper)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hw-send")
@@ -250,27 +292,50 @@ def drain(
         for action in ACTION_ORDER:
             fast = encoded and action != Action.REMOVE
             record = record_json_sql(mapper.columns) if fast else "payload"
-            reader = reader_con.sql(
-                f"""select idempotency_key, profile_id, attempts + 1 as attempt, {record}
-                from {SCHEMA}.outbox
-                where sync_name = ? and status = 'pending' and action = ?""",
-                params=[sync_name, action.value],
-            ).to_arrow_reader(batch_size)
-            for batch in reader:
-                job: _Job | None
-                if fast:
-                    job = _encoded_job(batch, action, destination, acks, counts)
-                else:
-                    job = _record_job(batch, action, destination, mapper, acks, counts)
+            previous: set[str] = set()
+            while True:
+                reader = reader_con.sql(
+                    f"""select idempotency_key, profile_id, attempts + 1 as attempt, {record}
+                    from {SCHEMA}.outbox
+                    where sync_name = ? and status = 'pending' and action = ?
+                      and last_run_id is distinct from ?
+                    limit {int(page_rows)}""",
+                    params=[sync_name, action.value, run_id],
+                ).to_arrow_reader(batch_size)
+                read = 0
+                keys: set[str] = set()
+                try:
+                    for batch in reader:
+                        read += batch.num_rows
+                        page_keys = batch.column(0).to_pylist()
+                        # Cannot happen while every answer is applied before the next page:
+                        # were it to, the intent would be sent twice in one pass.
+                        if not previous.isdisjoint(page_keys):
+                            raise RuntimeError(
+                                f"sync {sync_name}: an intent was read again in pass {run_id}")
+                        keys.update(page_keys)
+                        job: _Job | None
+                        if fast:
+                            job = _encoded_job(batch, action, destination, acks, counts)
+                        else:
+                            job = _record_job(batch, action, destination, mapper, acks, counts)
+                        if inflight is not None and (stopped := settle()):
+                            counts.stopped = stopped
+                            return counts
+                        if job is not None:
+                            inflight = (executor.submit(job.send), job)
+                        elif progress is not None:
+                            progress(counts.sent, total)
+                finally:
+                    reader.close()
+                # The page's last answer, and all of them applied, before the next page.
                 if inflight is not None and (stopped := settle()):
                     counts.stopped = stopped
                     return counts
-                if job is not None:
-                    inflight = (executor.submit(job.send), job)
-                elif progress is not None:
-                    progress(counts.sent, total)
-        if inflight is not None and (stopped := settle()):
-            counts.stopped = stopped
+                acks.flush()
+                if read < page_rows:
+                    break
+                previous = keys
     finally:
         if inflight is not None:
             # Unwinding from an error: still record the answer of the request in flight.
@@ -278,6 +343,7 @@ def drain(
                 settle()
         executor.shutdown(wait=True)
         acks.flush()
+        counts.folded = acks.folded
         reader_con.close()
     return counts
 

@@ -18,7 +18,8 @@ Tables
 - `delivery_records`: append-only, one row per record and attempt (the audit trail and the
   source for revenue attribution).
 - `sync_runs`: one row per pass of a sync, with its counts; unfinished passes are folded by
-  the next run (crash recovery).
+  the next run (crash recovery). A sync pass is `planning` until its plan commits
+  (activations/diff.py write_plan): a run that finds one deletes that partial plan first.
 - `sync_cursors`: per sync, the published audience (lineage and seq) its last committed plan
   compared, and a fingerprint of what that plan hashed; the next plan reads only the change
   log after it (activations/diff.py). No row: the next plan compares the whole audience.
@@ -315,6 +316,60 @@ def start_pass(
     )
 
 
+# sync_runs.status of a sync pass whose plan is being written (activations/diff.py write_plan):
+# its outbox rows are a partial plan until commit_plan sets PLANNED in the plan's last
+# transaction. A pass is only ever `planning` in a run that died while writing its plan.
+PLANNING = "planning"
+PLANNED = "planned"
+
+
+def mark_planning(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str) -> None:
+    con.execute(
+        f"update {SCHEMA}.sync_runs set status = ? where sync_name = ? and run_id = ?",
+        [PLANNING, sync_name, run_id],
+    )
+
+
+def commit_plan(
+    con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, planned: int
+) -> None:
+    """Inside the plan's last transaction: its outbox rows are now the pass's plan."""
+    con.execute(
+        f"update {SCHEMA}.sync_runs set status = ?, planned = ? "
+        "where sync_name = ? and run_id = ?",
+        [PLANNED, planned, sync_name, run_id],
+    )
+
+
+def discard_partial_plans(con: duckdb.DuckDBPyConnection, sync_name: str) -> int:
+    """Delete the outbox rows of plans a killed run left half-written; return how many.
+
+    Nothing of such a plan was sent (a pass drains only after its plan committed) and nothing
+    else was changed by it (revivals, supersessions, leavers and the cursor commit with the
+    plan), so the next plan makes the same diff again from the same state. Its pass is then
+    folded like any crashed pass (it has no answers). One transaction: a run killed during it
+    leaves the pass `planning`, and the next run deletes again.
+    """
+    con.execute("begin transaction")
+    try:
+        row = con.execute(
+            f"""delete from {SCHEMA}.outbox
+            where sync_name = ? and run_id in (
+                select run_id from {SCHEMA}.sync_runs where sync_name = ? and status = ?)""",
+            [sync_name, sync_name, PLANNING],
+        ).fetchone()
+        con.execute(
+            f"update {SCHEMA}.sync_runs set status = null, message = 'partial plan discarded' "
+            "where sync_name = ? and status = ?",
+            [sync_name, PLANNING],
+        )
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return int(row[0]) if row else 0
+
+
 def unfinished_passes(con: duckdb.DuckDBPyConnection, sync_name: str) -> list[str]:
     rows = con.execute(
         f"select run_id from {SCHEMA}.sync_runs where sync_name = ? and finished_at is null"
@@ -331,6 +386,10 @@ class FoldCounts:
     dead: int
     pending: int
 
+    def __add__(self, other: FoldCounts) -> FoldCounts:
+        return FoldCounts(self.delivered + other.delivered, self.rejected + other.rejected,
+                          self.dead + other.dead, self.pending + other.pending)
+
 
 def fold(
     con: duckdb.DuckDBPyConnection,
@@ -340,94 +399,161 @@ def fold(
     status: str,
     message: str | None = None,
 ) -> FoldCounts:
-    """Apply the acknowledgements of finished or crashed passes, in one transaction.
+    """Apply the acknowledgements of crashed passes not applied yet and close the passes, in one
+    transaction.
 
-    Delivered intents move into the sync state (appended to its log) and leave the outbox;
-    rejections raise the attempt count and dead-letter the intent at `max_attempts`; anything
-    unanswered stays pending and is re-sent, with its key, by the next pass.
+    A drain applies its answers as it records them (fold_acks, in the same transaction), so
+    this only has answers to apply for passes recorded by a version that folded at the end of
+    a pass; the rest are skipped (see _apply_acks), and folding a pass twice is harmless.
     """
     if not run_ids:
         return FoldCounts(0, 0, 0, 0)
     con.execute("begin transaction")
     try:
-        con.execute(
-            f"""create or replace temp table hw_acks as
-            select idempotency_key,
-                   count(*) filter (where status = 'rejected') as rejections,
-                   bool_or(status = 'delivered') as delivered,
-                   arg_max(response_code, attempted_at) as last_code,
-                   arg_max(error, attempted_at) as last_error,
-                   arg_max(run_id, attempted_at) as last_run_id
-            from {SCHEMA}.delivery_records
-            where sync_name = ? and list_contains(?, run_id)
-            group by idempotency_key""",
-            [sync_name, run_ids],
-        )
-        con.execute(
-            f"""create or replace temp table hw_done as
-            select o.profile_id, o.action, o.row_hash, o.identifiers, o.idempotency_key,
-                   o.created_at, o.run_id in (
-                       select run_id from {SCHEMA}.sync_first_plans where sync_name = ?
-                   ) and o.action = 'add' as first_plan_add
-            from {SCHEMA}.outbox o join hw_acks a using (idempotency_key)
-            where o.sync_name = ? and a.delivered""",
-            [sync_name, sync_name],
-        )
-        # Two delivered intents of one member (one resumed, one planned later): the later
-        # plan's row is what the destination holds.
-        append_state(
+        result = _apply_acks(
             con, sync_name,
-            "(select profile_id, case when action <> 'remove' then row_hash end as row_hash, "
-            "case when action <> 'remove' then identifiers end as identifiers, created_at, "
-            "idempotency_key, first_plan_add from hw_done)",
-            "created_at desc, idempotency_key desc",
-            first_plan_rows="first_plan_add",
+            f"""(select * from {SCHEMA}.delivery_records
+                 where sync_name = ? and list_contains(?, run_id))""",
+            [sync_name, run_ids], max_attempts,
         )
-        con.execute(
-            f"""delete from {SCHEMA}.outbox o using hw_done d
-            where o.sync_name = ? and o.idempotency_key = d.idempotency_key""",
-            [sync_name],
-        )
-        con.execute(
-            f"""update {SCHEMA}.outbox o set
-                attempts = o.attempts + a.rejections,
-                last_status_code = a.last_code,
-                last_error = a.last_error,
-                last_run_id = a.last_run_id,
-                updated_at = now(),
-                status = case when a.rejections = 0 then o.status
-                              when o.attempts + a.rejections >= ? then 'dead'
-                              else 'rejected' end
-            from hw_acks a
-            where o.sync_name = ? and o.idempotency_key = a.idempotency_key""",
-            [max_attempts, sync_name],
-        )
-        counts = con.execute(
-            f"""select
-                (select count(*) from hw_done),
-                count(*) filter (where o.status = 'rejected'),
-                count(*) filter (where o.status = 'dead'),
-                count(*) filter (where o.status = 'pending')
-            from {SCHEMA}.outbox o join hw_acks a using (idempotency_key)
-            where o.sync_name = ?""",
-            [sync_name],
-        ).fetchall()[0]
-        assert counts is not None
-        result = FoldCounts(int(counts[0]), int(counts[1]), int(counts[2]), int(counts[3]))
-        con.execute(
-            f"""update {SCHEMA}.sync_runs set finished_at = now(), status = ?, message = ?,
-                delivered = ?, rejected = ?, dead = ?, pending = ?
-            where sync_name = ? and list_contains(?, run_id)""",
-            [status, message, result.delivered, result.rejected, result.dead, result.pending,
-             sync_name, run_ids],
-        )
-        con.execute("drop table hw_acks")
-        con.execute("drop table hw_done")
+        _close(con, sync_name, run_ids, status, message, result)
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
     return result
+
+
+def fold_acks(
+    con: duckdb.DuckDBPyConnection, sync_name: str, acks: str, max_attempts: int
+) -> FoldCounts:
+    """Apply answers just recorded (`acks`: a relation of delivery_records rows, one per
+    intent) to the outbox and the state; call inside the transaction that records them, so an
+    answer is never recorded without being applied, nor applied twice."""
+    return _apply_acks(con, sync_name, acks, [], max_attempts)
+
+
+def close_pass(
+    con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, status: str,
+    message: str | None, counts: FoldCounts,
+) -> None:
+    """Mark a drained pass finished with its counts (its answers are already applied)."""
+    _close(con, sync_name, [run_id], status, message, counts)
+
+
+def _close(
+    con: duckdb.DuckDBPyConnection, sync_name: str, run_ids: list[str], status: str,
+    message: str | None, counts: FoldCounts,
+) -> None:
+    con.execute(
+        f"""update {SCHEMA}.sync_runs set finished_at = now(), status = ?, message = ?,
+            delivered = ?, rejected = ?, dead = ?, pending = ?
+        where sync_name = ? and list_contains(?, run_id)""",
+        [status, message, counts.delivered, counts.rejected, counts.dead, counts.pending,
+         sync_name, run_ids],
+    )
+
+
+def _apply_acks(
+    con: duckdb.DuckDBPyConnection, sync_name: str, source: str, params: list[Any],
+    max_attempts: int,
+) -> FoldCounts:
+    """Delivered intents move into the sync state (appended to its log) and leave the outbox;
+    rejections raise the attempt count and dead-letter the intent at `max_attempts`; anything
+    unanswered stays pending and is re-sent, with its key, by the next pass. Inside a
+    transaction.
+
+    An intent whose last_run_id is already the answers' run had them applied (only this sets
+    it, and a pass sends an intent once): it is left as it is, so that a crashed pass's answers,
+    applied as they were recorded, are not counted again by the next run's fold.
+    """
+    con.execute(
+        f"""create or replace temp table hw_acks as
+        select idempotency_key,
+               count(*) filter (where status = 'rejected') as rejections,
+               bool_or(status = 'delivered') as delivered,
+               arg_max(response_code, attempted_at) as last_code,
+               arg_max(error, attempted_at) as last_error,
+               arg_max(run_id, attempted_at) as last_run_id
+        from {source} r
+        group by idempotency_key""",
+        params,
+    )
+    (delivered, other) = con.execute(
+        "select count(*) filter (where delivered), count(*) filter (where not delivered) "
+        "from hw_acks"
+    ).fetchone() or (0, 0)
+    # Each statement below reads the outbox: skipped when it has nothing to do (a first
+    # sync's answers are all deliveries), since the drain applies its answers page by page.
+    if delivered:
+        delivered = _apply_delivered(con, sync_name)
+    counts: tuple[Any, ...] = (0, 0, 0)
+    if other:
+        counts = _apply_other(con, sync_name, max_attempts)
+    con.execute("drop table hw_acks")
+    return FoldCounts(int(delivered), int(counts[0]), int(counts[1]), int(counts[2]))
+
+
+def _apply_delivered(con: duckdb.DuckDBPyConnection, sync_name: str) -> int:
+    """Delivered intents still open (once applied they are gone); how many."""
+    con.execute(
+        f"""create or replace temp table hw_done as
+        select o.profile_id, o.action, o.row_hash, o.identifiers, o.idempotency_key,
+               o.created_at, o.run_id in (
+                   select run_id from {SCHEMA}.sync_first_plans where sync_name = ?
+               ) and o.action = 'add' as first_plan_add
+        from {SCHEMA}.outbox o join hw_acks a using (idempotency_key)
+        where o.sync_name = ? and a.delivered""",
+        [sync_name, sync_name],
+    )
+    # Two delivered intents of one member (one resumed, one planned later): the later
+    # plan's row is what the destination holds.
+    append_state(
+        con, sync_name,
+        "(select profile_id, case when action <> 'remove' then row_hash end as row_hash, "
+        "case when action <> 'remove' then identifiers end as identifiers, created_at, "
+        "idempotency_key, first_plan_add from hw_done)",
+        "created_at desc, idempotency_key desc",
+        first_plan_rows="first_plan_add",
+    )
+    done = con.execute(
+        f"""delete from {SCHEMA}.outbox o using hw_done d
+        where o.sync_name = ? and o.idempotency_key = d.idempotency_key""",
+        [sync_name],
+    ).fetchone()
+    con.execute("drop table hw_done")
+    return int(done[0]) if done else 0
+
+
+def _apply_other(
+    con: duckdb.DuckDBPyConnection, sync_name: str, max_attempts: int
+) -> tuple[Any, ...]:
+    """Rejections and unanswered intents; (rejected, dead, pending) among them after."""
+    con.execute(
+        f"""update {SCHEMA}.outbox o set
+            attempts = o.attempts + a.rejections,
+            last_status_code = a.last_code,
+            last_error = a.last_error,
+            last_run_id = a.last_run_id,
+            updated_at = now(),
+            status = case when a.rejections = 0 then o.status
+                          when o.attempts + a.rejections >= ? then 'dead'
+                          else 'rejected' end
+        from hw_acks a
+        where o.sync_name = ? and o.idempotency_key = a.idempotency_key and not a.delivered
+          and o.last_run_id is distinct from a.last_run_id""",
+        [max_attempts, sync_name],
+    )
+    row = con.execute(
+        f"""select
+            count(*) filter (where o.status = 'rejected'),
+            count(*) filter (where o.status = 'dead'),
+            count(*) filter (where o.status = 'pending')
+        from {SCHEMA}.outbox o join hw_acks a using (idempotency_key)
+        where o.sync_name = ? and not a.delivered""",
+        [sync_name],
+    ).fetchone()
+    return tuple(row) if row else (0, 0, 0)
 
 
 @dataclass(frozen=True)

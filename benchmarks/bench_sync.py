@@ -29,8 +29,10 @@
   of every state column the diff reads, so that part grows with N however small the diff (a
   mirror sync reads none but for open intents: its candidates' state comes from the change
   log). `rss_by_phase_mb` is the peak RSS of each phase: the scan, the measured diff, and
-  run_sync's plan (diff and outbox write), drain and fold (PhaseRss). 1% churn is 10x the rows
-  at 10M, so what the phases hold in proportion to the diff grows with N as well.
+  run_sync's plan (diff and outbox write, in chunks of 10k rows), drain and fold (PhaseRss;
+  the drain applies its answers page by page, state.fold_acks, and those spans count as fold).
+  1% churn is 10x the rows at 10M, so what the phases hold in proportion to the diff grows
+  with N as well (the plan's candidate tables, a checkpoint of the rows it wrote).
 """
 
 from __future__ import annotations
@@ -98,8 +100,9 @@ class PhaseRss:
     """Peak RSS per phase of a child, sampled every 2 ms by a thread (DuckDB releases the GIL).
 
     `phase(name)` starts a phase of the benchmark; inside run_sync the engine's own steps are
-    phases too (plan: diff.write_plan, drain: engine.drain, fold: state.fold), observed by
-    wrapping those functions while the sampler runs: the real functions do the work.
+    phases too (plan: diff.write_plan, drain: engine.drain, fold: state.fold and the drain's
+    state.fold_acks), observed by wrapping those functions while the sampler runs: the real
+    functions do the work.
     """
 
     def __init__(self) -> None:
@@ -144,6 +147,8 @@ class PhaseRss:
         self._wrap(diff, "write_plan", "plan")
         self._wrap(engine, "drain", "drain")
         self._wrap(state, "fold", "fold")
+        # The drain applies its answers page by page: those spans are the fold, not the drain.
+        self._wrap(state, "fold_acks", "fold")
         self._thread.start()
         return self
 

@@ -8,8 +8,18 @@ import duckdb
 import pytest
 from synctools import hook_sync, make_audience, member
 
+from activations import diff, outbox
 from activations.engine import run_sync
 from activations.state import list_dead_letters, replay_dead_letters
+
+
+@pytest.fixture(autouse=True, params=["one chunk", "chunks of 2"])
+def chunks(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test twice: plans and drains in one chunk and page, and in many (2 rows each:
+    the plan in many transactions, the drain in many pages with answers applied per page)."""
+    if request.param == "chunks of 2":
+        monkeypatch.setattr(diff, "PLAN_CHUNK_ROWS", 2)
+        monkeypatch.setattr(outbox, "DRAIN_PAGE_ROWS", 2)
 
 
 def _run(con: duckdb.DuckDBPyConnection, tmp_path: Path, env: dict[str, str], **kw):
