@@ -119,14 +119,14 @@ blocklist as (
 
 blocklist_hits as (
 
-    select i.identifier_type, i.identifier_value, b.identifier_value as entry, b.note
+    select i.identifier_id, b.identifier_value as entry, b.note
     from numbered as i
     inner join blocklist as b
         on lower(i.identifier_value) = b.identifier_value
         and b.match_type = 'exact'
         and b.identifier_type in (i.identifier_type, 'any')
     union all
-    select i.identifier_type, i.identifier_value, b.identifier_value as entry, b.note
+    select i.identifier_id, b.identifier_value as entry, b.note
     from numbered as i
     inner join blocklist as b
         on b.match_type = 'pattern'
@@ -138,36 +138,40 @@ blocklist_hits as (
 blocked as (
 
     select
-        identifier_type,
-        identifier_value,
+        identifier_id,
         min(entry) as blocklist_entry,
         min(note) as blocklist_note
     from blocklist_hits
-    group by identifier_type, identifier_value
+    group by identifier_id
 
 ),
 
 clean_records as (
 
-    -- each record's identifiers with blocklisted values removed: what co-occurrence counts see
+    -- each record's identifiers as identifier_ids, blocklisted ones removed: what
+    -- co-occurrence counts see. Looked up once per column here, so that the distinct pairs
+    -- and counts below group integers instead of (type, value) text
     select
-        r.first_seen_at,
         r.last_seen_at,
         p.previous_id_type,
-        case when b_prev.identifier_value is null then p.previous_id end as previous_id
+        case when b_prev.identifier_id is null then n_prev.identifier_id end as previous_id
         {%- for t in simple_types %},
-        case when b_{{ loop.index }}.identifier_value is null then r.{{ t }} end as {{ t }}
+        case when b_{{ loop.index }}.identifier_id is null then n_{{ loop.index }}.identifier_id end
+            as {{ t }}
         {%- endfor %}
     from {{ ref('int_identity_records') }} as r
     left join typed_previous_ids as p on r.record_id = p.record_id
     {%- for t in simple_types %}
+    left join numbered as n_{{ loop.index }}
+        on n_{{ loop.index }}.identifier_type = '{{ t }}'
+        and n_{{ loop.index }}.identifier_value = r.{{ t }}
     left join blocked as b_{{ loop.index }}
-        on b_{{ loop.index }}.identifier_type = '{{ t }}'
-        and b_{{ loop.index }}.identifier_value = r.{{ t }}
+        on b_{{ loop.index }}.identifier_id = n_{{ loop.index }}.identifier_id
     {%- endfor %}
-    left join blocked as b_prev
-        on b_prev.identifier_type = p.previous_id_type
-        and b_prev.identifier_value = p.previous_id
+    left join numbered as n_prev
+        on n_prev.identifier_type = p.previous_id_type
+        and n_prev.identifier_value = p.previous_id
+    left join blocked as b_prev on b_prev.identifier_id = n_prev.identifier_id
 
 ),
 
@@ -175,9 +179,7 @@ clean_observations as (
 
     {% for t in simple_types + ['previous_id'] if t in judged_types or t == 'previous_id' %}
     select
-        {% if t == 'previous_id' -%} previous_id_type {%- else -%} '{{ t }}' {%- endif %}
-            as identifier_type,
-        {{ t }} as identifier_value,
+        {{ t }} as identifier_id,
         last_seen_at,
         user_id as co_user_id,
         crm_contact_id as co_crm_contact_id,
@@ -199,7 +201,7 @@ co_identifiers as (
     -- distinct (identifier, co-identifier) pairs, one row per co-type: one distinct and one
     -- count per type is far cheaper than several count(distinct) over the same groups
     {%- for n in counted %}
-    select identifier_type, identifier_value, '{{ n }}' as co_type, co_{{ n }} as co_value
+    select identifier_id, '{{ n }}' as co_type, co_{{ n }} as co_id
     from clean_observations
     where co_{{ n }} is not null
     {% if not loop.last %}union{% endif %}
@@ -210,13 +212,12 @@ co_identifiers as (
 co_counts as (
 
     select
-        identifier_type,
-        identifier_value
+        identifier_id
         {%- for t, c in count_columns.items() if t in counted %},
         count(case when co_type = '{{ t }}' then 1 end) as {{ c }}
         {%- endfor %}
     from co_identifiers
-    group by identifier_type, identifier_value
+    group by identifier_id
 
 ),
 
@@ -224,29 +225,25 @@ seen as (
 
     -- every judged identifier (counts are 0, not null, when nothing was seen with it)
     select
-        identifier_type,
-        identifier_value,
+        identifier_id,
         max_by(co_user_id, case when co_user_id is not null then last_seen_at end)
-            as most_recent_user_id
+            as most_recent_user_id_id
     from clean_observations
-    group by identifier_type, identifier_value
+    group by identifier_id
 
 ),
 
 usage as (
 
     select
-        s.identifier_type,
-        s.identifier_value,
+        s.identifier_id,
         {%- for t, c in count_columns.items() %}
         {% if t in counted -%}
         coalesce(k.{{ c }}, 0) {%- else -%} cast(null as bigint) {%- endif %} as {{ c }},
         {%- endfor %}
-        s.most_recent_user_id
+        s.most_recent_user_id_id
     from seen as s
-    left join co_counts as k
-        on s.identifier_type = k.identifier_type
-        and s.identifier_value = k.identifier_value
+    left join co_counts as k on s.identifier_id = k.identifier_id
 
 ),
 
@@ -262,7 +259,7 @@ judged as (
         {%- for c in count_columns.values() %}
         u.{{ c }},
         {%- endfor %}
-        u.most_recent_user_id,
+        mu.identifier_value as most_recent_user_id,
         b.blocklist_entry,
         b.blocklist_note,
         case
@@ -275,12 +272,12 @@ judged as (
             {%- endfor %}
         end as over_shared_detail
     from numbered as i
-    left join usage as u
-        on i.identifier_type = u.identifier_type
-        and i.identifier_value = u.identifier_value
-    left join blocked as b
-        on i.identifier_type = b.identifier_type
-        and i.identifier_value = b.identifier_value
+    left join usage as u on i.identifier_id = u.identifier_id
+    left join blocked as b on i.identifier_id = b.identifier_id
+    -- the user_id's value, for the shared devices identity_map attributes by it
+    left join numbered as mu
+        on i.identifier_type = 'anonymous_id'
+        and u.most_recent_user_id_id = mu.identifier_id
 
 )
 
