@@ -9,82 +9,87 @@
   undirected and stored once (identifier_id_a < identifier_id_b), with the earliest record that
   carried them as evidence.
 -#}
-{%- set simple_types = ['user_id', 'anonymous_id', 'email', 'phone', 'crm_contact_id'] -%}
+{#- Each record's slots are looked up in int_identity_identifiers one type at a time and kept
+    in wide form: the anchor is the least key of the row and the star its other keys, so no
+    (type, value) list of observations is built, joined on text or grouped by record.
+    A key is type_priority * 10^12 + identifier_id (ids are below 10^12): its least is the
+    highest-priority identifier, ties to the smallest id. -#}
+{%- set slot_types = ['user_id', 'crm_contact_id', 'email', 'phone', 'anonymous_id'] -%}
+{%- set no_key = '900000000000000000' -%}
+with keyed as (
 
-{#- int_identity_records is referenced directly: a CTE read by several branches is
-    materialized by DuckDB, a full copy of the records (text) before anything is filtered. -#}
-with identifiers as (
-
-    select identifier_id, identifier_type, identifier_value, type_priority
-    from {{ ref('int_identity_identifiers') }}
-    where rejection_reason is null
-
-),
-
-known_user_ids as (
-
-    select identifier_value as user_id from {{ ref('int_identity_identifiers') }}
-    where identifier_type = 'user_id'
-
-),
-
-observations as (
-
-    -- record -> (type, value), typing previous_id as int_identity_identifiers does
-    {% for t in simple_types %}
-    select
-        record_id, first_seen_at, record_count, '{{ t }}' as identifier_type,
-        {{ t }} as identifier_value
-    from {{ ref('int_identity_records') }}
-    where {{ t }} is not null
-    union all
-    {% endfor %}
     select
         r.record_id,
         r.first_seen_at,
         r.record_count,
-        case when k.user_id is not null then 'user_id' else 'anonymous_id' end,
-        r.previous_id
+        {%- for t in slot_types %}
+        i_{{ loop.index }}.type_priority * 1000000000000 + i_{{ loop.index }}.identifier_id
+            as key_{{ loop.index }},
+        {%- endfor %}
+        -- previous_id is a user_id when that value is used as a user_id (usable or not, as
+        -- int_identity_identifiers types it), else an anonymous_id
+        case
+            when k.identifier_id is not null then
+                case when k.rejection_reason is null
+                    then k.type_priority * 1000000000000 + k.identifier_id end
+            else i_prev.type_priority * 1000000000000 + i_prev.identifier_id
+        end as key_prev
     from {{ ref('int_identity_records') }} as r
-    left join known_user_ids as k on r.previous_id = k.user_id
-    where r.previous_id is not null
+    {%- for t in slot_types %}
+    left join {{ ref('int_identity_identifiers') }} as i_{{ loop.index }}
+        on i_{{ loop.index }}.identifier_type = '{{ t }}'
+        and i_{{ loop.index }}.rejection_reason is null
+        and i_{{ loop.index }}.identifier_value = r.{{ t }}
+    {%- endfor %}
+    left join {{ ref('int_identity_identifiers') }} as k
+        on k.identifier_type = 'user_id'
+        and k.identifier_value = r.previous_id
+    left join {{ ref('int_identity_identifiers') }} as i_prev
+        on i_prev.identifier_type = 'anonymous_id'
+        and i_prev.rejection_reason is null
+        and i_prev.identifier_value = r.previous_id
 
 ),
 
-usable as (
+{%- set keys = [] -%}
+{%- for t in slot_types -%}{%- do keys.append('key_' ~ loop.index) -%}{%- endfor -%}
+{%- do keys.append('key_prev') %}
 
-    select o.record_id, o.first_seen_at, o.record_count, i.identifier_id, i.type_priority
-    from observations as o
-    inner join identifiers as i
-        on o.identifier_type = i.identifier_type
-        and o.identifier_value = i.identifier_value
+anchored as (
 
-),
-
-anchors as (
-
-    -- ids are below 10^12, so priority * 10^12 + id orders by priority, then id
     select
         record_id,
-        min(type_priority * 1000000000000 + identifier_id) % 1000000000000 as anchor_id
-    from usable
-    group by record_id
-    having count(*) > 1
+        first_seen_at,
+        record_count,
+        least(
+            {%- for key in keys %}
+            coalesce({{ key }}, {{ no_key }}){% if not loop.last %},{% endif %}
+            {%- endfor %}
+        ) % 1000000000000 as anchor_id,
+        {{ keys | join(', ') }}
+    from keyed
+
+),
+
+slots as (
+
+    {{ identity_unpivot('anchored', ['record_id', 'first_seen_at', 'record_count', 'anchor_id'],
+                        keys, 'slot_key') | indent(4) }}
 
 ),
 
 star as (
 
+    -- every other identifier of the record links to its anchor (a slot per column: an
+    -- identifier carried in two columns of one record counts that record twice, as before)
     select
-        least(a.anchor_id, u.identifier_id) as identifier_id_a,
-        greatest(a.anchor_id, u.identifier_id) as identifier_id_b,
-        u.record_id,
-        -- the record's time and count ride along from observations: no join back to records
-        u.first_seen_at,
-        u.record_count
-    from anchors as a
-    inner join usable as u on a.record_id = u.record_id
-    where u.identifier_id <> a.anchor_id
+        least(anchor_id, slot_key % 1000000000000) as identifier_id_a,
+        greatest(anchor_id, slot_key % 1000000000000) as identifier_id_b,
+        record_id,
+        first_seen_at,
+        record_count
+    from slots
+    where slot_key % 1000000000000 <> anchor_id
 
 ),
 

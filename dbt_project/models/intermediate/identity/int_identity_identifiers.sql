@@ -34,14 +34,18 @@ with known_user_ids as (
 
 ),
 
-typed_records as (
+typed_previous_ids as (
 
-    -- an alias's previous_id is a former user_id when that value is used as a user_id
+    -- an alias's previous_id is a former user_id when that value is used as a user_id. Only
+    -- the alias records are typed here: a typed copy of every record was a CTE read by
+    -- several branches, which DuckDB materializes (all of the records' text, 7 s at 1M)
     select
-        r.*,
+        r.record_id,
+        r.previous_id,
         case when k.user_id is not null then 'user_id' else 'anonymous_id' end as previous_id_type
     from {{ ref('int_identity_records') }} as r
     left join known_user_ids as k on r.previous_id = k.user_id
+    where r.previous_id is not null
 
 ),
 
@@ -54,18 +58,18 @@ observations as (
         first_seen_at,
         last_seen_at,
         record_count
-    from typed_records
+    from {{ ref('int_identity_records') }}
     where {{ t }} is not null
     union all
     {% endfor %}
     select
-        previous_id_type as identifier_type,
-        previous_id as identifier_value,
-        first_seen_at,
-        last_seen_at,
-        record_count
-    from typed_records
-    where previous_id is not null
+        p.previous_id_type as identifier_type,
+        p.previous_id as identifier_value,
+        r.first_seen_at,
+        r.last_seen_at,
+        r.record_count
+    from typed_previous_ids as p
+    inner join {{ ref('int_identity_records') }} as r on p.record_id = r.record_id
 
 ),
 
@@ -82,6 +86,26 @@ identifiers as (
 
 ),
 
+numbered as (
+
+    -- numbered in canonical order (earliest seen, then type priority, then value): the
+    -- smallest id of a cluster is its canonical member, and the user_id split's ties go to
+    -- the earliest-seen user_id. Numbered before the counts and rejections join: the sort
+    -- carries every column along, and on the five columns here it costs half as much
+    select
+        row_number() over (
+            order by first_seen_at, {{ identity_priority_sql('identifier_type') | indent(12) }},
+                identifier_value, identifier_type
+        ) as identifier_id,
+        identifier_type,
+        identifier_value,
+        first_seen_at,
+        last_seen_at,
+        record_count
+    from identifiers
+
+),
+
 blocklist as (
 
     select
@@ -95,15 +119,15 @@ blocklist as (
 
 blocklist_hits as (
 
-    select i.identifier_type, i.identifier_value, b.identifier_value as entry, b.note
-    from identifiers as i
+    select i.identifier_id, b.identifier_value as entry, b.note
+    from numbered as i
     inner join blocklist as b
         on lower(i.identifier_value) = b.identifier_value
         and b.match_type = 'exact'
         and b.identifier_type in (i.identifier_type, 'any')
     union all
-    select i.identifier_type, i.identifier_value, b.identifier_value as entry, b.note
-    from identifiers as i
+    select i.identifier_id, b.identifier_value as entry, b.note
+    from numbered as i
     inner join blocklist as b
         on b.match_type = 'pattern'
         and b.identifier_type in (i.identifier_type, 'any')
@@ -114,35 +138,40 @@ blocklist_hits as (
 blocked as (
 
     select
-        identifier_type,
-        identifier_value,
+        identifier_id,
         min(entry) as blocklist_entry,
         min(note) as blocklist_note
     from blocklist_hits
-    group by identifier_type, identifier_value
+    group by identifier_id
 
 ),
 
 clean_records as (
 
-    -- each record's identifiers with blocklisted values removed: what co-occurrence counts see
+    -- each record's identifiers as identifier_ids, blocklisted ones removed: what
+    -- co-occurrence counts see. Looked up once per column here, so that the distinct pairs
+    -- and counts below group integers instead of (type, value) text
     select
-        r.first_seen_at,
         r.last_seen_at,
-        r.previous_id_type,
-        case when b_prev.identifier_value is null then r.previous_id end as previous_id
+        p.previous_id_type,
+        case when b_prev.identifier_id is null then n_prev.identifier_id end as previous_id
         {%- for t in simple_types %},
-        case when b_{{ loop.index }}.identifier_value is null then r.{{ t }} end as {{ t }}
+        case when b_{{ loop.index }}.identifier_id is null then n_{{ loop.index }}.identifier_id end
+            as {{ t }}
         {%- endfor %}
-    from typed_records as r
+    from {{ ref('int_identity_records') }} as r
+    left join typed_previous_ids as p on r.record_id = p.record_id
     {%- for t in simple_types %}
+    left join numbered as n_{{ loop.index }}
+        on n_{{ loop.index }}.identifier_type = '{{ t }}'
+        and n_{{ loop.index }}.identifier_value = r.{{ t }}
     left join blocked as b_{{ loop.index }}
-        on b_{{ loop.index }}.identifier_type = '{{ t }}'
-        and b_{{ loop.index }}.identifier_value = r.{{ t }}
+        on b_{{ loop.index }}.identifier_id = n_{{ loop.index }}.identifier_id
     {%- endfor %}
-    left join blocked as b_prev
-        on b_prev.identifier_type = r.previous_id_type
-        and b_prev.identifier_value = r.previous_id
+    left join numbered as n_prev
+        on n_prev.identifier_type = p.previous_id_type
+        and n_prev.identifier_value = p.previous_id
+    left join blocked as b_prev on b_prev.identifier_id = n_prev.identifier_id
 
 ),
 
@@ -150,9 +179,7 @@ clean_observations as (
 
     {% for t in simple_types + ['previous_id'] if t in judged_types or t == 'previous_id' %}
     select
-        {% if t == 'previous_id' -%} previous_id_type {%- else -%} '{{ t }}' {%- endif %}
-            as identifier_type,
-        {{ t }} as identifier_value,
+        {{ t }} as identifier_id,
         last_seen_at,
         user_id as co_user_id,
         crm_contact_id as co_crm_contact_id,
@@ -174,7 +201,7 @@ co_identifiers as (
     -- distinct (identifier, co-identifier) pairs, one row per co-type: one distinct and one
     -- count per type is far cheaper than several count(distinct) over the same groups
     {%- for n in counted %}
-    select identifier_type, identifier_value, '{{ n }}' as co_type, co_{{ n }} as co_value
+    select identifier_id, '{{ n }}' as co_type, co_{{ n }} as co_id
     from clean_observations
     where co_{{ n }} is not null
     {% if not loop.last %}union{% endif %}
@@ -185,13 +212,12 @@ co_identifiers as (
 co_counts as (
 
     select
-        identifier_type,
-        identifier_value
+        identifier_id
         {%- for t, c in count_columns.items() if t in counted %},
         count(case when co_type = '{{ t }}' then 1 end) as {{ c }}
         {%- endfor %}
     from co_identifiers
-    group by identifier_type, identifier_value
+    group by identifier_id
 
 ),
 
@@ -199,35 +225,32 @@ seen as (
 
     -- every judged identifier (counts are 0, not null, when nothing was seen with it)
     select
-        identifier_type,
-        identifier_value,
+        identifier_id,
         max_by(co_user_id, case when co_user_id is not null then last_seen_at end)
-            as most_recent_user_id
+            as most_recent_user_id_id
     from clean_observations
-    group by identifier_type, identifier_value
+    group by identifier_id
 
 ),
 
 usage as (
 
     select
-        s.identifier_type,
-        s.identifier_value,
+        s.identifier_id,
         {%- for t, c in count_columns.items() %}
         {% if t in counted -%}
         coalesce(k.{{ c }}, 0) {%- else -%} cast(null as bigint) {%- endif %} as {{ c }},
         {%- endfor %}
-        s.most_recent_user_id
+        s.most_recent_user_id_id
     from seen as s
-    left join co_counts as k
-        on s.identifier_type = k.identifier_type
-        and s.identifier_value = k.identifier_value
+    left join co_counts as k on s.identifier_id = k.identifier_id
 
 ),
 
 judged as (
 
     select
+        i.identifier_id,
         i.identifier_type,
         i.identifier_value,
         i.first_seen_at,
@@ -236,7 +259,7 @@ judged as (
         {%- for c in count_columns.values() %}
         u.{{ c }},
         {%- endfor %}
-        u.most_recent_user_id,
+        mu.identifier_value as most_recent_user_id,
         b.blocklist_entry,
         b.blocklist_note,
         case
@@ -248,24 +271,18 @@ judged as (
             {%- endfor %}
             {%- endfor %}
         end as over_shared_detail
-    from identifiers as i
-    left join usage as u
-        on i.identifier_type = u.identifier_type
-        and i.identifier_value = u.identifier_value
-    left join blocked as b
-        on i.identifier_type = b.identifier_type
-        and i.identifier_value = b.identifier_value
+    from numbered as i
+    left join usage as u on i.identifier_id = u.identifier_id
+    left join blocked as b on i.identifier_id = b.identifier_id
+    -- the user_id's value, for the shared devices identity_map attributes by it
+    left join numbered as mu
+        on i.identifier_type = 'anonymous_id'
+        and u.most_recent_user_id_id = mu.identifier_id
 
 )
 
 select
-    -- numbered in canonical order (earliest seen, then type priority, then value): the
-    -- smallest id of a cluster is its canonical member, and the user_id split's ties go to
-    -- the earliest-seen user_id
-    row_number() over (
-        order by first_seen_at, {{ identity_priority_sql('identifier_type') | indent(8) }},
-            identifier_value, identifier_type
-    ) as identifier_id,
+    identifier_id,
     identifier_type,
     identifier_value,
     {{ identity_priority_sql('identifier_type') }} as type_priority,
