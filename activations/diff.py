@@ -424,13 +424,13 @@ def write_plan(
     is not one the log describes).
 
     The plan is written in transactions of `chunk_rows` (PLAN_CHUNK_ROWS) outbox rows, then
-    committed by one
-    last transaction: the revivals and supersessions of older intents, the leavers' state, the
-    cursor, and the pass's status `planned` (state.commit_plan). Until that commits the pass
-    is `planning` (state.mark_planning), its rows change nothing else and none of them is sent
-    (the drain starts after it); a run killed in between leaves a partial plan, which the next
-    run deletes before anything else (state.discard_partial_plans): state, cursor and older
-    intents are as they were before the plan, so its next plan is the same diff, made again.
+    committed by one last transaction: the revivals and supersessions of older intents, the
+    leavers' state, the cursor, and the pass's status `planned` (state.commit_plan). Until
+    that commits the pass is `planning` (state.mark_planning), its rows change nothing else
+    and none of them is sent (the drain starts after it); a run killed in between leaves a
+    partial plan, which the next run deletes before anything else
+    (state.discard_partial_plans): state, cursor and older intents are as they were before the
+    plan, so its next plan is the same diff, made again.
     """
     mark_planning(con, plan.sync_name, run_id)
     try:

@@ -13,8 +13,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 DEFAULT_DUCKDB_PATH = Path("warehouse") / "headwater.duckdb"
-# Empty: DuckDB's own default (80% of RAM). Not bounded by default yet: a first sync writes its
-# whole diff to the outbox in one transaction, which ran out of memory at 1M members under 128MB.
+# Empty: DuckDB's own default (80% of RAM). Not bounded by default: when the plan was one
+# transaction, a first sync of 1M members ran out of memory under 128MB; the chunked plan
+# (activations/diff.py) has not been measured under a limit yet.
 DEFAULT_SYNC_MEMORY_LIMIT = ""
 
 

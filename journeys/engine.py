@@ -56,7 +56,7 @@ from activations.templates import TemplateRenderError
 from headwater import activity, snapshots
 from journeys.clock import Clock, utc_now
 from journeys.config import Journey, JourneyConfigError, JourneysFile, Step, StepKind
-from journeys.dispatch import Dispatcher, SentChunk, StepClient
+from journeys.dispatch import Dispatcher, StepClient
 from journeys.feed import FeedBatch, FeedWriter
 from journeys.profiles import ProfileIndex, ProfileLookup, event_identifiers
 from journeys.sources import EventSource
@@ -67,6 +67,8 @@ CART_EVENTS = {"Product Added": 1, "Product Removed": -1}
 # (email under opt-out rules; SMS and ads need an explicit opt-in).
 CONSENT_WITHOUT_PROFILE = {"email": True, "sms": False, "ads": False, "none": True}
 RETRY_BACKOFF_SECONDS = (1, 5, 30, 120, 600)
+# The identifiers an instance is found by when an exit event arrives (FastPath.by_subject).
+SUBJECT_KINDS = ("profile_id", "user_id", "anonymous_id", "email")
 
 
 @dataclass
@@ -256,7 +258,7 @@ class FastPath:
             heapq.heappush(self._due, (inst.next_due_at, inst.instance_id))
 
     def _index(self, key: tuple[str, str], inst: Instance) -> None:
-        for kind in ("profile_id", "user_id", "anonymous_id", "email"):
+        for kind in SUBJECT_KINDS:
             value = getattr(inst, kind)
             if value:
                 self.by_subject.setdefault((kind, value), set()).add(key)
@@ -264,7 +266,7 @@ class FastPath:
     def _unindex(self, key: tuple[str, str], inst: Instance) -> None:
         """An ended instance leaves the subject index: the worker runs for weeks, and every
         instance that ever ran would otherwise stay in it."""
-        for kind in ("profile_id", "user_id", "anonymous_id", "email"):
+        for kind in SUBJECT_KINDS:
             value = getattr(inst, kind)
             keys = self.by_subject.get((kind, value)) if value else None
             if keys is not None:
@@ -826,13 +828,10 @@ class FastPath:
 
     def _fold_sent(self, now: datetime, result: StepResult) -> None:
         for sent in self._dispatcher.completed():
-            self._fold_chunk(sent, now, result)
-
-    def _fold_chunk(self, sent: SentChunk, now: datetime, result: StepResult) -> None:
-        if sent.error is not None:
-            raise sent.error
-        if sent.rows:
-            self._fold(sent.journey, sent.step, sent.rows, sent.answers, now, result)
+            if sent.error is not None:
+                raise sent.error
+            if sent.rows:
+                self._fold(sent.journey, sent.step, sent.rows, sent.answers, now, result)
 
     def finish(self, timeout: float = 30.0) -> StepResult:
         """Wait for the sends still on their way and record their answers (the worker, on

@@ -87,8 +87,9 @@ class ProfileLookup:
         self._stat_at = 0.0  # monotonic time of the last look at the manifest (background)
 
     def refresh(self) -> ProfileIndex:
-        """Reload when a newer publish exists; one stat otherwise. The manifest is replaced by
-        rename, so a new publish is a new inode (mtime alone has a coarse clock)."""
+        """Reload when a newer publish exists; one stat otherwise (in the background, at most
+        every STAT_SECONDS). The manifest is replaced by rename, so a new publish is a new
+        inode (mtime alone has a coarse clock)."""
         if self._loader is not None:
             if self._loader.is_alive():
                 return self.index

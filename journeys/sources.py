@@ -188,8 +188,8 @@ class LandingSource:
 
     def _prune_seen(self, mark_ns: int) -> None:
         """Forget names that fell out of the lookback window. Rebuilding the dict costs its
-        size (a window's worth of files), so it is done once the oldest name is out, at most
-        every PRUNE_SECONDS, not on every read."""
+        size (a window's worth of files), so it is done at most every PRUNE_SECONDS, not on
+        every read; names kept a little longer only cost a larger checkpoint."""
         now = time.monotonic()
         if now - self._pruned_at < PRUNE_SECONDS or not self._seen:
             return
