@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 # name -> module under benchmarks/ exposing `run(quick: bool) -> list[dict[str, Any]]`
@@ -46,6 +47,11 @@ def _print_table(console: Console, name: str, rows: list[dict[str, Any]]) -> Non
         table.add_column(column)
     for row in rows:
         table.add_row(*(_fmt(row.get(c)) for c in columns))
+    # At its natural width: a log or a pipe gets 80 columns from rich, which would squash a
+    # benchmark with many fields into ellipses.
+    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    if natural > console.width:
+        console = Console(width=natural, file=console.file)
     console.print(table)
 
 
