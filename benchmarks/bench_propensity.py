@@ -24,6 +24,7 @@ import numpy as np
 from headwater.config import Settings
 from headwater.dbt import run_dbt
 from headwater.demo.world import generate_world
+from headwater.warehouse import scalar
 
 AS_OF = datetime(2026, 11, 1, 12, 0, 0)
 SEED = 42
@@ -72,9 +73,9 @@ def _compare(con: duckdb.DuckDBPyConnection, score: str, features: list[str]) ->
 
     x_train, y_train = load("train")
     x_eval, y_eval = load("eval")
-    l2 = con.execute(
-        "select max(l2_penalty) from propensity_parameters where score_name = ?", [score]
-    ).fetchone()[0]
+    l2 = scalar(
+        con, "select max(l2_penalty) from propensity_parameters where score_name = ?", [score]
+    )
 
     started = time.perf_counter()
     scaler = StandardScaler().fit(x_train)

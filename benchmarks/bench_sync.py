@@ -56,7 +56,7 @@ select 'p' || i as profile_id, 'user' || i || '@example.com' as email,
        i % 10 <> 0 as email_consent, true as sms_consent, true as ads_consent
 from range({n}) t(i)"""
 
-SPEC = {
+SPEC: dict[str, Any] = {
     "name": "bench", "audience": "audience_bench", "channel": "email", "mode": "mirror",
     "destination": {"kind": "webhook", "credentials": {"signing_secret": "BENCH_SECRET"}},
     "identifiers": {"email": "email"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -52,6 +53,14 @@ RAW_DDL: tuple[str, ...] = (
         recorded_at timestamp
     )""",
 )
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
+    """The first column of the first row of a query that always returns one (a count, a max)."""
+    row = con.execute(sql, params or []).fetchone()
+    if row is None:
+        raise RuntimeError(f"query returned no row: {sql}")
+    return row[0]
 
 
 def create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:

@@ -5,7 +5,7 @@ import os
 import shutil
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,7 @@ def _ensure_dbt_on_path() -> None:
 class HeadwaterDbtTranslator(DagsterDbtTranslator):
     """Groups follow the project's folders (staging, identity, profiles, segments, audiences)."""
 
-    def get_group_name(self, dbt_resource_props: dict[str, Any]) -> str | None:
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props.get("resource_type") == "source":
             return "raw"
         fqn = dbt_resource_props.get("fqn") or []

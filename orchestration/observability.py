@@ -12,8 +12,10 @@ stall is reported within one build interval plus the lag, and stalled builds are
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
@@ -169,7 +171,11 @@ def _alert_on_check_failure(context: SensorEvaluationContext, alerts: AlertWebho
         return SensorResult(skip_reason=SkipReason("no new check evaluations"))
     sent = 0
     for record in records:
-        data = record.event_log_entry.dagster_event.event_specific_data  # type: ignore[union-attr]
+        event = record.event_log_entry.dagster_event
+        # The records are filtered on ASSET_CHECK_EVALUATION: their data is the evaluation.
+        data = cast(AssetCheckEvaluation, event.event_specific_data if event else None)
+        if data is None:
+            continue
         if data.passed:
             continue
         alerts.notify(

@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import requests
@@ -122,7 +123,7 @@ class AlertWebhook(ConfigurableResource):
     url: str = ""
     timeout_seconds: float = 5.0
 
-    def notify(self, payload: dict[str, object]) -> bool:
+    def notify(self, payload: dict[str, Any]) -> bool:
         """POST the payload; False when alerts are off. Raises on HTTP errors so that the
         sensor tick fails visibly (and retries the same events next tick) instead of dropping
         an alert."""

@@ -7,6 +7,7 @@ warehouse file, so a sync runs while `dbt build` holds the warehouse (the writer
 
 
 from collections.abc import Sequence
+from typing import Any
 
 from dagster import (
     AssetCheckResult,
@@ -64,7 +65,7 @@ def execute_sync(locations: Locations, spec: SyncSpec) -> tuple[SyncResult, int]
         caps.close()
 
 
-def sync_metadata(spec: SyncSpec, result: SyncResult, seq: int) -> dict[str, object]:
+def sync_metadata(spec: SyncSpec, result: SyncResult, seq: int) -> dict[str, Any]:
     planned = result.planned
     return {
         "destination": spec.destination.kind,

@@ -82,7 +82,7 @@ class StandinProcess:
         r.raise_for_status()
 
     def script(self, fault: Fault, count: int = 1) -> None:
-        body = {"script": [{"fault": fault.to_json(), "count": count}]}
+        body: dict[str, Any] = {"script": [{"fault": fault.to_json(), "count": count}]}
         requests.post(f"{self.url}/__headwater/faults", json=body, timeout=10).raise_for_status()
 
     def stop(self, timeout: float = 10.0) -> int | None:

@@ -160,7 +160,7 @@ class SendGridStandin(Standin):
         with self.lock:
             accepted: list[str] = []
             fast = self._fast_upsert(contacts or [], now, id_prefix, accepted)
-            for index, contact in enumerate(contacts if fast is None else []):
+            for index, contact in enumerate((contacts or []) if fast is None else []):
                 ids = _identifiers(contact)
                 if not ids:
                     errors.append({"index": index, "message": "contact must include at least one "

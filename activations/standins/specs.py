@@ -185,7 +185,7 @@ def _inline(doc: dict[str, Any], schema: Any, openapi30: bool, depth: int = 0) -
         if depth >= MAX_REF_DEPTH:
             return {}
         return _inline(doc, _ref_target(doc, schema["$ref"]), openapi30, depth + 1)
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in schema.items():
         # Annotations only: dropping them keeps validators small and error messages short.
         if key in ("description", "example", "examples", "x-twilio", "title"):

@@ -51,7 +51,9 @@ def select_syncs(syncs: list[SyncSpec], selector: str, settings: Settings) -> li
     )
     if not res.success:
         raise click.ClickException(f"dbt could not resolve --select {selector!r}: {res.exception}")
-    models = {str(n).strip() for n in (res.result or [])}
+    # `dbt ls` returns the names it listed.
+    listed = res.result if isinstance(res.result, list) else []
+    models = {str(n).strip() for n in listed}
     return [s for s in syncs if s.audience.split(".")[-1] in models]
 
 

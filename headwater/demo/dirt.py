@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from headwater.demo import activity as A
+from headwater.warehouse import scalar
 
 if TYPE_CHECKING:
     from headwater.demo.world import WorldStats
@@ -86,7 +87,7 @@ def inject_dirt(con: duckdb.DuckDBPyConnection, act: A.Activity, rng: np.random.
     con.execute("drop table _hw_dirty_src")
 
     # Orders: a re-sent row, refunds booked as negative orders, rows without an id.
-    n_orders = con.execute("select count(*) from raw.orders").fetchone()[0]
+    n_orders = scalar(con, "select count(*) from raw.orders")
     for defect, clause, share in (
         ("exact_duplicate", "", 0.005),
         ("negative_total", "order_id || '-R' as order_id, -total as total", 0.002),
@@ -106,7 +107,7 @@ def inject_dirt(con: duckdb.DuckDBPyConnection, act: A.Activity, rng: np.random.
         """)
         stats.dirt[f"orders_{defect}"] = size
 
-    n_crm = con.execute("select count(*) from raw.crm_contacts").fetchone()[0]
+    n_crm = scalar(con, "select count(*) from raw.crm_contacts")
     size = min(n_crm, max(2, n_crm // 1000))
     con.execute(f"""
         insert into raw.crm_contacts
@@ -116,7 +117,7 @@ def inject_dirt(con: duckdb.DuckDBPyConnection, act: A.Activity, rng: np.random.
     stats.dirt["crm_missing_contact_id"] = size
 
     # Consent: re-sent rows, unusable subjects and unknown channels.
-    n_consent = con.execute("select count(*) from raw.consent").fetchone()[0]
+    n_consent = scalar(con, "select count(*) from raw.consent")
     for defect, clause, share in (
         ("exact_duplicate", "", 0.01),
         ("invalid_identifier", "'phone' as identifier_type, "

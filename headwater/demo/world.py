@@ -32,7 +32,7 @@ from headwater.demo.dirt import inject_dirt
 from headwater.demo.population import TIERS, build_population
 from headwater.demo.records import land_consent, land_crm, land_orders
 from headwater.demo.truth import write_truth
-from headwater.warehouse import create_raw_tables
+from headwater.warehouse import create_raw_tables, scalar
 
 RAW_TABLES = ("events", "orders", "crm_contacts", "consent")
 
@@ -268,8 +268,8 @@ def _land_events(con: duckdb.DuckDBPyConnection, seed: int, as_of_us: int) -> No
 
 def _count(con: duckdb.DuckDBPyConnection, pop, act, stats: WorldStats) -> None:
     for table in RAW_TABLES:
-        stats.raw_rows[table] = con.execute(f"select count(*) from raw.{table}").fetchone()[0]
-    stats.dirt["emails_with_case_or_whitespace"] = con.execute("""
+        stats.raw_rows[table] = scalar(con, f"select count(*) from raw.{table}")
+    stats.dirt["emails_with_case_or_whitespace"] = scalar(con, """
         select count(*) from (
             select json_extract_string(traits, '$.email') as e from raw.events
             union all select customer_email from raw.orders
@@ -277,7 +277,7 @@ def _count(con: duckdb.DuckDBPyConnection, pop, act, stats: WorldStats) -> None:
             union all select identifier_value from raw.consent
                 where lower(trim(identifier_type)) = 'email'
         ) where e <> lower(trim(e))
-    """).fetchone()[0]
+    """)
     stats.dirt["identify_placeholder_email"] = int(
         ((act.ev["kind"] == A.IDENTIFY) & (act.ev["email_kind"] == A.EMAIL_PLACEHOLDER)).sum())
     stats.dirt["placeholder_uses"] = (
