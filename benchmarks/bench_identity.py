@@ -7,7 +7,9 @@ blocklist seed, then times, in the same process and run:
   records to identity_map / identity_merges / identity_rejections (identifier typing, blocklist,
   over-sharing, star edges, connected components with DuckDB's USING KEY recursive CTE, the
   one-user_id split, profile ids). Wall time of the dbt invocation, dbt start-up included; the
-  per-model times are reported too.
+  per-model times are reported too. identity_merges is a view (debugging reads it a profile at
+  a time), so its joins are paid when it is read, not here; staging (stg_events, stg_orders,
+  stg_crm_contacts: tables) is built before the clock starts.
 - scipy baseline, on the same edges the SQL resolved (int_identity_edges, as text identifiers
   `type:value`, exported to a table before the clock starts): read them out of the warehouse
   into Arrow/numpy, map the strings to ints (pyarrow dictionary encoding), build a CSR matrix,

@@ -1,4 +1,9 @@
-{#- One row per usable order; cart_id comes from the Order Completed event that names it. -#}
+{{ config(materialized='table') }}
+
+{#- One row per usable order; cart_id comes from the Order Completed event that names it.
+    A table, like stg_events: identity resolution and the profile and measurement models all
+    read it, and as a view each of them paid for its dedupe, normalization and cart lookup
+    again. -#}
 with orders as (
 
     select * from {{ ref('base_raw_orders') }}

@@ -26,13 +26,17 @@
 -#}
 with components as (
 
-    -- every usable identifier with its component, and whether it is a user_id
+    -- every usable identifier with its component, and whether it is a user_id: looked up
+    -- among the user_ids only (every component member is usable), so the join's hash table
+    -- holds a sixth of the identifiers
     select
         c.identifier_id,
         c.component_id,
-        case when i.identifier_type = 'user_id' then 1 else 0 end as is_user_id
+        case when u.identifier_id is not null then 1 else 0 end as is_user_id
     from {{ ref('int_identity_components') }} as c
-    inner join {{ ref('int_identity_identifiers') }} as i on c.identifier_id = i.identifier_id
+    left join {{ ref('int_identity_identifiers') }} as u
+        on c.identifier_id = u.identifier_id
+        and u.identifier_type = 'user_id'
 
 ),
 
