@@ -50,6 +50,7 @@ from scipy.sparse.csgraph import connected_components
 from headwater.config import Settings
 from headwater.dbt import run_dbt
 from headwater.demo.world import generate_world
+from headwater.warehouse import scalar
 
 AS_OF = datetime(2025, 6, 1)
 SEED = 7
@@ -178,12 +179,12 @@ def run(quick: bool) -> list[dict[str, Any]]:
         with duckdb.connect(str(db)) as con:
             identifiers, usable = con.execute(
                 "select count(*), count(*) filter (where rejection_reason is null) "
-                "from int_identity_identifiers").fetchone()
-            edges = con.execute("select count(*) from int_identity_edges").fetchone()[0]
-            sql_components = con.execute(
-                "select count(distinct component_id) from int_identity_components").fetchone()[0]
-            profiles = con.execute(
-                "select count(distinct profile_id) from identity_map").fetchone()[0]
+                "from int_identity_identifiers").fetchall()[0]
+            edges = scalar(con, "select count(*) from int_identity_edges")
+            sql_components = scalar(
+                con, "select count(distinct component_id) from int_identity_components")
+            profiles = scalar(
+                con, "select count(distinct profile_id) from identity_map")
             # the baseline's input, outside its clock: the same edges and nodes, as text ids
             con.execute("""
                 create or replace table bench_nodes_text as
