@@ -192,6 +192,12 @@ class FastPath:
         # Rows for the outbox (new intents) and answers to fold, written by the next _save.
         self._intents: list[list[Any]] = []
         self._answers: list[list[Any]] = []
+        # Intents committed by this step, in the outbox query's columns (_DISPATCH_COLUMNS), for
+        # _dispatch to send without reading them back; and when the outbox must be read
+        # instead: at start (rows of an earlier run), when a retry falls due, when an insert
+        # was ignored (a row by that key existed, whose status the outbox knows).
+        self._ready: list[tuple[Any, ...]] = []
+        self._scan_at: datetime = datetime.min
         # journey -> publish seq up to which its audience's change log was applied, to commit
         self._audience_marks: dict[str, int] = {}
         self._dirty_lines: set[str] = set()
@@ -243,6 +249,8 @@ class FastPath:
         (self._seq,) = self.con.execute(
             f"select count(*) from {CATALOG}.journal"
         ).fetchone() or (0,)
+        self._ready = []
+        self._scan_at = datetime.min
         # Instances that ended in a step that crashed before cancelling their pending sends.
         self._ended: set[str] = {
             r[0] for r in self.con.execute(
@@ -288,10 +296,16 @@ class FastPath:
         con = self.con
         con.execute("begin")
         try:
+            ready: list[tuple[Any, ...]] = []
             if self._intents:
+                before = con.total_changes
                 con.executemany(
                     f"insert or ignore into {CATALOG}.outbox ({', '.join(_OUTBOX_COLUMNS)}) "
                     f"values ({', '.join('?' * len(_OUTBOX_COLUMNS))})", self._intents)
+                if con.total_changes - before == len(self._intents):
+                    ready = [_dispatch_row(i) for i in self._intents]
+                else:
+                    self._scan_at = datetime.min
             if self._answers:
                 con.executemany(
                     f"""update {CATALOG}.outbox set status = ?, attempts = ?, response_code = ?,
@@ -332,6 +346,7 @@ class FastPath:
                     [f"audience:{journey_name}", seq],
                 )
             con.execute("commit")
+            self._ready += ready
             if watermark is not None:
                 self._mark = watermark
         except BaseException:
@@ -369,6 +384,23 @@ class FastPath:
         result.watermark = mark.isoformat() if mark else None
         result.seconds = time.perf_counter() - started
         return result
+
+    def wait(self, interval: float, longest: float) -> None:
+        """Idle until there may be work: events landed or answers came back (descriptors
+        polled), the next step or retry falls due, or at most `longest` seconds; `interval`
+        when the source cannot signal new events. An idle step costs about a fifth of a
+        millisecond of CPU, and a worker that stepped every `interval` spent a fifth of a core
+        finding nothing."""
+        timeout = longest if self.source.signals() else min(interval, longest)
+        if self._due or self._scan_at != datetime.max:
+            now = self.clock.now()
+            if self._due:
+                timeout = min(timeout, (self._due[0][0] - now).total_seconds())
+            if self._scan_at != datetime.max:
+                timeout = min(timeout, (self._scan_at - now).total_seconds())
+        wake = self._dispatcher.wake_fd
+        self.source.wait(max(0.0, timeout), () if wake is None else (wake,))
+        self._dispatcher.clear_wake()
 
     def run_until_idle(self, max_steps: int = 1000) -> StepResult:
         total = StepResult()
@@ -779,6 +811,10 @@ class FastPath:
             self.con.execute("rollback")
             self._ended |= set(ended)
             raise
+        if rows and self._ready:
+            gone = {instance_id for instance_id, _ in rows}
+            self._ready = [r for r in self._ready
+                           if r[1] not in gone or r[4] not in ("send", "add")]
         for instance_id, step in rows:
             inst = self._instance(instance_id)
             self._note(inst, "step_cancelled", step, inst.end_reason or "ended", now)
@@ -798,13 +834,19 @@ class FastPath:
         return Instance(*row)
 
     def _dispatch(self, now: datetime, result: StepResult) -> None:
-        rows = self.con.execute(
-            f"""select idempotency_key, instance_id, journey, step, action, fields, attempts,
-                       due_at, ready_at, profile_id, identifier_type, identifier_value
-            from {CATALOG}.outbox where status = 'pending' and next_attempt_at <= ?
-            order by created_at, idempotency_key""",
-            [now],
-        ).fetchall()
+        rows, self._ready = self._ready, []
+        if now >= self._scan_at:
+            rows = self.con.execute(
+                f"""select {', '.join(_DISPATCH_COLUMNS)} from {CATALOG}.outbox
+                where status = 'pending' and next_attempt_at <= ?
+                order by created_at, idempotency_key""",
+                [now],
+            ).fetchall()
+            # Rows in flight are pending and due too: their answers set what comes next.
+            later = self.con.execute(
+                f"select min(next_attempt_at) from {CATALOG}.outbox "
+                "where status = 'pending' and next_attempt_at > ?", [now]).fetchone()
+            self._scan_at = later[0] if later and later[0] is not None else datetime.max
         groups: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {}
         for row in rows:
             if not self._dispatcher.flying(row[0]):
@@ -873,6 +915,8 @@ class FastPath:
                 status = "pending"
                 result.retrying += 1
             backoff = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS)) - 1]
+            if status == "pending":
+                self._scan_at = min(self._scan_at, now + timedelta(seconds=backoff))
             self._answers.append([key, status, attempt, answer.status_code, answer.error,
                                   answer.external_id, now + timedelta(seconds=backoff)])
             self._delivery(inst, step, client, key, action,
@@ -971,6 +1015,18 @@ _OUTBOX_COLUMNS = (
     "due_at", "ready_at", "next_attempt_at", "response_code", "error", "external_id",
     "created_at", "updated_at",
 )
+
+
+# What _dispatch sends from, read from the outbox or taken from a committed intent.
+_DISPATCH_COLUMNS = (
+    "idempotency_key", "instance_id", "journey", "step", "action", "fields", "attempts",
+    "due_at", "ready_at", "profile_id", "identifier_type", "identifier_value",
+)
+_DISPATCH_INDEX = tuple(_OUTBOX_COLUMNS.index(c) for c in _DISPATCH_COLUMNS)
+
+
+def _dispatch_row(intent: list[Any]) -> tuple[Any, ...]:
+    return tuple(intent[i] for i in _DISPATCH_INDEX)
 
 
 def _members(inst: Instance) -> list[str]:

@@ -18,10 +18,11 @@ them.
 from __future__ import annotations
 
 import json
+import math
 import os
 import select
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -57,8 +58,14 @@ class EventSource(Protocol):
 
     def restore(self, token: str | None) -> None: ...
 
-    def wait(self, timeout: float) -> None:
-        """Idle until new events may be there, at most `timeout` seconds."""
+    def wait(self, timeout: float, wake_fds: Sequence[int] = ()) -> None:
+        """Idle until new events may be there or a `wake_fds` descriptor is readable, at most
+        `timeout` seconds."""
+        ...
+
+    def signals(self) -> bool:
+        """Whether `wait` returns as soon as events land. If not, the caller waits no longer
+        than its polling interval."""
         ...
 
     def close(self) -> None: ...
@@ -118,9 +125,15 @@ class LandingSource:
         self.files_handed = 0  # files whose rows came over the handoff
         self.files_read = 0  # files read from the folder
 
-    def wait(self, timeout: float) -> None:
-        """Idle until a file lands (inotify), its rows are handed over, or `timeout` passes."""
-        fds = [] if self._watch is None else [self._watch.fd]
+    def signals(self) -> bool:
+        # Names the watch reported that wait for their rows over the handoff are read from
+        # the folder after HANDOFF_GRACE_NS, which no descriptor signals.
+        return self._watch is not None and not self._pending
+
+    def wait(self, timeout: float, wake_fds: Sequence[int] = ()) -> None:
+        """Idle until a file lands (inotify), its rows are handed over, a `wake_fds`
+        descriptor is readable, or `timeout` passes."""
+        fds = [*wake_fds] if self._watch is None else [self._watch.fd, *wake_fds]
         if self._handoff is not None:
             # Subscribing while idle too, so that the first rows wake this wait.
             self._handoff.connect(time.monotonic())
@@ -133,7 +146,7 @@ class LandingSource:
         poller = select.poll()
         for fd in fds:
             poller.register(fd, select.POLLIN)
-        poller.poll(max(0, int(timeout * 1000)))
+        poller.poll(max(0, math.ceil(timeout * 1000)))
 
     def close(self) -> None:
         if self._handoff is not None:
@@ -288,8 +301,17 @@ class TableSource:
     def checkpoint(self) -> str | None:
         return None  # the watermark says it all: rows are read by one query
 
-    def wait(self, timeout: float) -> None:
-        time.sleep(timeout)
+    def signals(self) -> bool:
+        return False
+
+    def wait(self, timeout: float, wake_fds: Sequence[int] = ()) -> None:
+        if not wake_fds:
+            time.sleep(timeout)
+            return
+        poller = select.poll()
+        for fd in wake_fds:
+            poller.register(fd, select.POLLIN)
+        poller.poll(max(0, math.ceil(timeout * 1000)))
 
     def restore(self, token: str | None) -> None:
         pass
