@@ -68,6 +68,8 @@ CART_EVENTS = {"Product Added": 1, "Product Removed": -1}
 # (email under opt-out rules; SMS and ads need an explicit opt-in).
 CONSENT_WITHOUT_PROFILE = {"email": True, "sms": False, "ads": False, "none": True}
 RETRY_BACKOFF_SECONDS = (1, 5, 30, 120, 600)
+# How many times a step reads and plans again what landed while it planned (FastPath.step).
+REPLAN_ROUNDS = 3
 # The identifiers an instance is found by when an exit event arrives (FastPath.by_subject).
 SUBJECT_KINDS = ("profile_id", "user_id", "anonymous_id", "email")
 
@@ -388,11 +390,20 @@ class FastPath:
         mark = self._ingest(index, now, result, self._mark)
         self._audience_changes(now, result)
         self._plan(index, now, result)
-        # Exits win races: what landed while planning is read before anything is sent. One
-        # commit then makes the intents, the exits, the answers folded above and the watermark
-        # durable together, before any request is made (a commit is most of an idle step's
-        # cost).
-        mark = self._ingest(index, now, result, mark or self._mark) or mark
+        # Exits win races: what landed while planning is read before anything is sent. What
+        # it starts that is due at once is planned in this step too (a few rounds at most),
+        # instead of being written now and again, planned, by the next step; the last read
+        # always follows the last plan. One commit then makes the intents, the exits, the
+        # answers folded above and the watermark durable together, before any request is made.
+        for _ in range(REPLAN_ROUNDS):
+            newer = self._ingest(index, now, result, mark or self._mark)
+            if newer is None:
+                break
+            mark = newer
+            now = self.clock.now()
+            if not (self._due and self._due[0][0] <= now):
+                break
+            self._plan(index, now, result)
         self._save(mark)
         self._cancel_exited(now, result)
         self._dispatch(now, result)
@@ -1038,11 +1049,7 @@ _DISPATCH_COLUMNS = (
     "idempotency_key", "instance_id", "journey", "step", "action", "fields", "attempts",
     "due_at", "ready_at", "profile_id", "identifier_type", "identifier_value",
 )
-_DISPATCH_INDEX = tuple(_OUTBOX_COLUMNS.index(c) for c in _DISPATCH_COLUMNS)
-
-
-def _dispatch_row(intent: list[Any]) -> tuple[Any, ...]:
-    return tuple(intent[i] for i in _DISPATCH_INDEX)
+_dispatch_row = operator.itemgetter(*(_OUTBOX_COLUMNS.index(c) for c in _DISPATCH_COLUMNS))
 
 
 def _members(inst: Instance) -> list[str]:
