@@ -7,9 +7,10 @@ One `FastPath.step()`:
 2. plan: for every instance whose next step is due on the journey clock, decide (holdout,
    profile order, condition, consent, identifiers, frequency cap) and write the intent to the
    outbox, in the same transaction as the watermark and the instance's new position;
-3. ingest again: events that landed while planning are applied, and pending sends of instances
-   that exited meanwhile are cancelled: an `Order Completed` that landed before a step goes out
-   cancels that step (exits win races);
+3. ingest again: events that landed while planning are applied (what they start that is due
+   at once is planned too, and read again after), and pending sends of instances that exited
+   meanwhile are cancelled: an `Order Completed` that landed before a step goes out cancels
+   that step (exits win races);
 4. dispatch: pending intents go out through activations/ with their stable idempotency keys
    (journeys/dispatch.py: within the step, or on a thread per step in the long-lived worker,
    whose answers are then recorded by the next step); answers are recorded (delivered;
@@ -415,9 +416,9 @@ class FastPath:
     def wait(self, interval: float, longest: float) -> None:
         """Idle until there may be work: events landed or answers came back (descriptors
         polled), the next step or retry falls due, or at most `longest` seconds; `interval`
-        when the source cannot signal new events. An idle step costs about a fifth of a
-        millisecond of CPU, and a worker that stepped every `interval` spent a fifth of a core
-        finding nothing."""
+        when the source cannot signal new events. Measured at 10 events/s, a worker that
+        stepped every 2 ms used a fifth of a core finding nothing (19 ms of CPU per event;
+        6 ms waiting like this)."""
         timeout = longest if self.source.signals() else min(interval, longest)
         if self._due or self._scan_at != datetime.max:
             now = self.clock.now()
