@@ -31,9 +31,13 @@ class CompiledTemplates:
 
     def render(self, row: Mapping[str, Any]) -> dict[str, str]:
         out: dict[str, str] = {}
+        # Only the names the templates read: Jinja copies its whole context per render, and a
+        # journey step's context holds every profile column. A name the row lacks stays
+        # undefined (StrictUndefined raises, as with the whole row).
+        scope = {k: row[k] for k in self.variables if k in row}
         for dest_field, template in self.templates.items():
             try:
-                out[dest_field] = template.render(row)
+                out[dest_field] = template.render(scope)
             except TemplateError as exc:
                 raise TemplateRenderError(
                     f"template {dest_field!r}: {type(exc).__name__}: {exc}"

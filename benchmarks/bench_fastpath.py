@@ -94,6 +94,16 @@ def _outbox(state_path: Path) -> dict[str, int]:
         con.close()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU of a process so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    # utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3 (state).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _drained(hook: StandinProcess, expected: int, state_path: Path,
              seconds: float = 90.0) -> dict[str, Any]:
     """The stand-in's state once every acknowledged event arrived, or once the worker has
@@ -167,9 +177,11 @@ def _case(tmp: Path, rate: float, seconds: float, build: str | None, customers: 
             threading.Thread(target=loop, daemon=True).start()
             time.sleep(3.0)  # dbt is parsing and running models
         # Lower case: the fast path normalizes emails, and the receipt is matched on them.
+        cpu_before = [_cpu_seconds(p.pid) for p in procs]
         load = run_load(url, KEY, rate, seconds, tag=slug)
         acked = load.acked
         state = _drained(hook, len(acked), Path(env["HEADWATER_JOURNEY_STATE_PATH"]))
+        cpu = [_cpu_seconds(p.pid) - b for p, b in zip(procs, cpu_before, strict=True)]
         outbox = _outbox(Path(env["HEADWATER_JOURNEY_STATE_PATH"]))
         if worker.poll() is not None:
             # A benchmark that lost its worker measures nothing: say why, loudly.
@@ -212,6 +224,10 @@ def _case(tmp: Path, rate: float, seconds: float, build: str | None, customers: 
         "ack_p50_ms": round(_pct(acks, 0.50), 2),
         "ack_p99_ms": round(_pct(acks, 0.99), 2),
         "request_to_receipt_p99_ms": round(_pct(whole, 0.99), 2),
+        # CPU per acknowledged event, from the load's start until the last receipt (the
+        # worker's idle steps while it drains included): steadier than latency on a noisy box.
+        "collector_cpu_ms_per_event": round(cpu[0] * 1000 / len(acked), 3) if acked else None,
+        "worker_cpu_ms_per_event": round(cpu[1] * 1000 / len(acked), 3) if acked else None,
         "dbt_builds_during": builds if with_build else None,
         # Intents by status at the end (pending = still retrying, dead = refused 5 times).
         "outbox": ", ".join(f"{k} {v}" for k, v in sorted(outbox.items())),

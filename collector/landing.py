@@ -103,22 +103,33 @@ def file_name(first_ns: int, last_ns: int, *, compacted: bool = False) -> str:
 
 
 def write_atomic(
-    folder: Path, name: str, table: pa.Table, *, fsync: bool = True, compression: str = "zstd"
+    folder: Path, name: str, table: pa.Table, *, fsync: bool = True, compression: str = "zstd",
+    statistics: bool | list[str] = True,
 ) -> Path:
     """Write `table` as folder/name so that readers never see a partial file.
 
     Small files from the hot path use snappy (half zstd's cost per file, measured ~0.4 ms vs
-    0.8 ms); compaction rewrites them with zstd.
+    0.8 ms) and statistics on their timestamps only (the columns readers filter on; a sixth
+    smaller file, a few percent less CPU); compaction rewrites them with zstd and all.
     """
     final = folder / name
     # Unique per writer: two processes may write the same file at once (both lay out a new
     # folder's schema file); with one shared temporary name, one rename took the other's away.
     tmp = folder / f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
-    with open(tmp, "wb") as handle:
-        pq.write_table(table, handle, compression=compression)
-        handle.flush()
+    # Encoded in memory and written with one call: through a Python file object pyarrow
+    # makes a Python call per small write (~0.15 ms of a 0.5 ms file).
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression=compression, write_statistics=statistics)
+    data = sink.getvalue()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
         if fsync:
-            os.fdatasync(handle.fileno())
+            os.fdatasync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, final)
     if fsync:
         fsync_dir(folder)

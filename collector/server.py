@@ -50,6 +50,13 @@ ROUTES: dict[str, str | None] = {
 # Bodies above the limit but below this are read and discarded so the connection stays usable
 # and the client reads our 413 instead of a reset; anything larger closes the connection.
 DRAIN_LIMIT = 8 * 1024 * 1024
+# Content type and CORS (analytics.js posts from browsers, cross-origin), on every answer.
+_FIXED_HEADERS = (
+    b"Content-Type: application/json\r\n"
+    b"Access-Control-Allow-Origin: *\r\n"
+    b"Access-Control-Allow-Headers: Content-Type, Authorization\r\n"
+    b"Access-Control-Allow-Methods: POST, OPTIONS\r\n"
+)
 # How long a request waits for its messages to land before answering 503 (SDKs retry, dedup).
 LAND_TIMEOUT_SECONDS = 30.0
 
@@ -101,7 +108,8 @@ class CollectorHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         # The default writes to stderr with the request line; keep it off the hot path.
-        log.debug("%s " + format, self.address_string(), *args)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s " + format, self.address_string(), *args)
 
     def do_OPTIONS(self) -> None:  # noqa: N802 - stdlib naming
         self._send(HTTPStatus.NO_CONTENT, None)
@@ -303,20 +311,20 @@ class CollectorHandler(BaseHTTPRequestHandler):
         self, status: HTTPStatus, body: dict[str, Any] | None, headers: dict[str, str] | None = None
     ) -> None:
         data = b"" if body is None else json.dumps(body).encode()
+        if self.request_version == "HTTP/0.9":  # a bare `GET /health`: no headers then
+            self.log_request(status)
+            self.wfile.write(data)
+            return
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self._headers_buffer.append(_FIXED_HEADERS)  # type: ignore[attr-defined]
         self.send_header("Content-Length", str(len(data)))
-        # analytics.js posts from browsers, cross-origin.
-        self.send_header("Access-Control-Allow-Origin", "*")
-        self.send_header("Access-Control-Allow-Headers", "Content-Type, Authorization")
-        self.send_header("Access-Control-Allow-Methods", "POST, OPTIONS")
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
-        self.end_headers()
-        if data:
-            self.wfile.write(data)
+        # Headers and body in one write: one send, and the client reads one segment.
+        self._headers_buffer.append(b"\r\n" + data)  # type: ignore[attr-defined]
+        self.flush_headers()
 
 
 class Collector:

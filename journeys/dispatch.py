@@ -4,7 +4,9 @@ turns a step's context into the destination's fields, and sends outbox rows (Dis
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -149,6 +151,24 @@ class Dispatcher:
         self._flying: dict[str, str] = {}
         self._by_instance: dict[str, int] = {}
         self.withdrawn: set[str] = set()
+        # A lane writes a byte here when a chunk is done, so that a worker idling in poll()
+        # wakes to record the answer instead of polling for it.
+        self._wake: tuple[int, int] | None = None
+        if background:
+            self._wake = os.pipe()
+            for fd in self._wake:
+                os.set_blocking(fd, False)
+
+    @property
+    def wake_fd(self) -> int | None:
+        """Readable once a chunk is done (background only); `clear_wake` empties it."""
+        return None if self._wake is None else self._wake[0]
+
+    def clear_wake(self) -> None:
+        if self._wake is not None:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self._wake[0], 4096):
+                    pass
 
     def flying(self, idempotency_key: str) -> bool:
         return idempotency_key in self._flying
@@ -172,8 +192,9 @@ class Dispatcher:
             return
         lane = self._lanes.get((journey, step))
         if lane is None:
+            assert self._wake is not None
             lane = _Lane(f"{journey}.{step}", destination, client.cls.max_batch_size,
-                         self.withdrawn, self._done)
+                         self.withdrawn, self._done, self._wake[1])
             self._lanes[(journey, step)] = lane
         lane.put(chunk)
 
@@ -216,15 +237,21 @@ class Dispatcher:
         deadline = time.monotonic() + timeout
         for lane in self._lanes.values():
             lane.thread.join(max(0.0, deadline - time.monotonic()))
+        left_behind = any(lane.thread.is_alive() for lane in self._lanes.values())
         self._lanes.clear()
+        if self._wake is not None and not left_behind:  # a lane left behind may still write
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = None
 
 
 class _Lane:
     """One step client's sending thread (see Dispatcher)."""
 
     def __init__(self, name: str, destination: Destination, max_batch: int,
-                 withdrawn: set[str], done: queue.SimpleQueue[SentChunk]) -> None:
+                 withdrawn: set[str], done: queue.SimpleQueue[SentChunk], wake: int) -> None:
         self.destination = destination
+        self.wake = wake
         self.max_batch = max_batch
         self.withdrawn = withdrawn
         self.done = done
@@ -266,6 +293,9 @@ class _Lane:
     def _run(self) -> None:
         while (batch := self._take()) is not None:
             self.done.put(_send(self.destination, batch, self.withdrawn))
+            # A full pipe already holds a wake-up.
+            with contextlib.suppress(BlockingIOError):
+                os.write(self.wake, b"\0")
 
 
 def _send(destination: Destination, chunks: list[_Chunk], withdrawn: set[str]) -> SentChunk:

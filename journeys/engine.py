@@ -7,9 +7,10 @@ One `FastPath.step()`:
 2. plan: for every instance whose next step is due on the journey clock, decide (holdout,
    profile order, condition, consent, identifiers, frequency cap) and write the intent to the
    outbox, in the same transaction as the watermark and the instance's new position;
-3. ingest again: events that landed while planning are applied, and pending sends of instances
-   that exited meanwhile are cancelled: an `Order Completed` that landed before a step goes out
-   cancels that step (exits win races);
+3. ingest again: events that landed while planning are applied (what they start that is due
+   at once is planned too, and read again after), and pending sends of instances that exited
+   meanwhile are cancelled: an `Order Completed` that landed before a step goes out cancels
+   that step (exits win races);
 4. dispatch: pending intents go out through activations/ with their stable idempotency keys
    (journeys/dispatch.py: within the step, or on a thread per step in the long-lived worker,
    whose answers are then recorded by the next step); answers are recorded (delivered;
@@ -30,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+import operator
 import sqlite3
 import time
 import uuid
@@ -67,6 +69,8 @@ CART_EVENTS = {"Product Added": 1, "Product Removed": -1}
 # (email under opt-out rules; SMS and ads need an explicit opt-in).
 CONSENT_WITHOUT_PROFILE = {"email": True, "sms": False, "ads": False, "none": True}
 RETRY_BACKOFF_SECONDS = (1, 5, 30, 120, 600)
+# How many times a step reads and plans again what landed while it planned (FastPath.step).
+REPLAN_ROUNDS = 3
 # The identifiers an instance is found by when an exit event arrives (FastPath.by_subject).
 SUBJECT_KINDS = ("profile_id", "user_id", "anonymous_id", "email")
 
@@ -99,6 +103,10 @@ class Instance:
 
 
 INSTANCE_COLUMNS = tuple(f.name for f in fields(Instance))
+# Rows for executemany in one C call each (a generator over the columns was ~0.1 ms per event).
+_INSTANCE_ROW = operator.attrgetter(*INSTANCE_COLUMNS)
+_JOURNAL_ROW = operator.itemgetter(*JOURNAL_COLUMNS)
+_DELIVERY_ROW = operator.itemgetter(*DELIVERY_COLUMNS)
 
 
 @dataclass
@@ -192,6 +200,12 @@ class FastPath:
         # Rows for the outbox (new intents) and answers to fold, written by the next _save.
         self._intents: list[list[Any]] = []
         self._answers: list[list[Any]] = []
+        # Intents committed by this step, in the outbox query's columns (_DISPATCH_COLUMNS), for
+        # _dispatch to send without reading them back; and when the outbox must be read
+        # instead: at start (rows of an earlier run), when a retry falls due, when an insert
+        # was ignored (a row by that key existed, whose status the outbox knows).
+        self._ready: list[tuple[Any, ...]] = []
+        self._scan_at: datetime = datetime.min
         # journey -> publish seq up to which its audience's change log was applied, to commit
         self._audience_marks: dict[str, int] = {}
         self._dirty_lines: set[str] = set()
@@ -239,10 +253,16 @@ class FastPath:
             [self.source.name],
         ).fetchone()
         self._mark: datetime | None = row[0] if row else None
-        self.source.restore(row[1] if row else None)
+        names = [n for (n,) in self.con.execute(
+            f"select name from {CATALOG}.source_files where source = ?", [self.source.name])]
+        if not names and row and row[1]:
+            names = json.loads(row[1])  # a state file from before source_files
+        self.source.restore(names)
         (self._seq,) = self.con.execute(
             f"select count(*) from {CATALOG}.journal"
         ).fetchone() or (0,)
+        self._ready = []
+        self._scan_at = datetime.min
         # Instances that ended in a step that crashed before cancelling their pending sends.
         self._ended: set[str] = {
             r[0] for r in self.con.execute(
@@ -288,10 +308,16 @@ class FastPath:
         con = self.con
         con.execute("begin")
         try:
+            ready: list[tuple[Any, ...]] = []
             if self._intents:
+                before = con.total_changes
                 con.executemany(
                     f"insert or ignore into {CATALOG}.outbox ({', '.join(_OUTBOX_COLUMNS)}) "
                     f"values ({', '.join('?' * len(_OUTBOX_COLUMNS))})", self._intents)
+                if con.total_changes - before == len(self._intents):
+                    ready = [_dispatch_row(i) for i in self._intents]
+                else:
+                    self._scan_at = datetime.min
             if self._answers:
                 con.executemany(
                     f"""update {CATALOG}.outbox set status = ?, attempts = ?, response_code = ?,
@@ -302,8 +328,7 @@ class FastPath:
                 con.executemany(
                     f"insert or replace into {CATALOG}.instances ({', '.join(INSTANCE_COLUMNS)})"
                     f" values ({', '.join('?' * len(INSTANCE_COLUMNS))})",
-                    [tuple(getattr(i, c) for c in INSTANCE_COLUMNS)
-                     for i in self._dirty.values()])
+                    [_INSTANCE_ROW(i) for i in self._dirty.values()])
             if self._dirty_lines:
                 ids = list(self._dirty_lines)
                 con.executemany(f"delete from {CATALOG}.cart_lines where instance_id = ?",
@@ -315,16 +340,24 @@ class FastPath:
                 con.executemany(
                     f"insert or ignore into {CATALOG}.journal ({', '.join(JOURNAL_COLUMNS)}) "
                     f"values ({', '.join('?' * len(JOURNAL_COLUMNS))})",
-                    [tuple(r[c] for c in JOURNAL_COLUMNS) for r in self._journal])
+                    [_JOURNAL_ROW(r) for r in self._journal])
             if self._deliveries:
                 con.executemany(
                     f"insert into {CATALOG}.deliveries ({', '.join(DELIVERY_COLUMNS)}) "
                     f"values ({', '.join('?' * len(DELIVERY_COLUMNS))})",
-                    [tuple(r[c] for c in DELIVERY_COLUMNS) for r in self._deliveries])
+                    [_DELIVERY_ROW(r) for r in self._deliveries])
             if watermark is not None:
+                added, floor = self.source.checkpoint()
+                if floor is not None:
+                    con.execute(f"delete from {CATALOG}.source_files where source = ? "
+                                "and name < ?", [self.source.name, floor])
+                if added:
+                    con.executemany(
+                        f"insert or ignore into {CATALOG}.source_files values (?, ?)",
+                        [(self.source.name, n) for n in added])
                 con.execute(
-                    f"insert or replace into {CATALOG}.watermarks values (?, ?, null, ?)",
-                    [self.source.name, watermark, self.source.checkpoint()],
+                    f"insert or replace into {CATALOG}.watermarks values (?, ?, null, null)",
+                    [self.source.name, watermark],
                 )
             for journey_name, seq in self._audience_marks.items():
                 con.execute(
@@ -332,6 +365,7 @@ class FastPath:
                     [f"audience:{journey_name}", seq],
                 )
             con.execute("commit")
+            self._ready += ready
             if watermark is not None:
                 self._mark = watermark
         except BaseException:
@@ -357,11 +391,20 @@ class FastPath:
         mark = self._ingest(index, now, result, self._mark)
         self._audience_changes(now, result)
         self._plan(index, now, result)
-        # Exits win races: what landed while planning is read before anything is sent. One
-        # commit then makes the intents, the exits, the answers folded above and the watermark
-        # durable together, before any request is made (a commit is most of an idle step's
-        # cost).
-        mark = self._ingest(index, now, result, mark or self._mark) or mark
+        # Exits win races: what landed while planning is read before anything is sent. What
+        # it starts that is due at once is planned in this step too (a few rounds at most),
+        # instead of being written now and again, planned, by the next step; the last read
+        # always follows the last plan. One commit then makes the intents, the exits, the
+        # answers folded above and the watermark durable together, before any request is made.
+        for _ in range(REPLAN_ROUNDS):
+            newer = self._ingest(index, now, result, mark or self._mark)
+            if newer is None:
+                break
+            mark = newer
+            now = self.clock.now()
+            if not (self._due and self._due[0][0] <= now):
+                break
+            self._plan(index, now, result)
         self._save(mark)
         self._cancel_exited(now, result)
         self._dispatch(now, result)
@@ -369,6 +412,23 @@ class FastPath:
         result.watermark = mark.isoformat() if mark else None
         result.seconds = time.perf_counter() - started
         return result
+
+    def wait(self, interval: float, longest: float) -> None:
+        """Idle until there may be work: events landed or answers came back (descriptors
+        polled), the next step or retry falls due, or at most `longest` seconds; `interval`
+        when the source cannot signal new events. Measured at 10 events/s, a worker that
+        stepped every 2 ms used a fifth of a core finding nothing (19 ms of CPU per event;
+        6 ms waiting like this)."""
+        timeout = longest if self.source.signals() else min(interval, longest)
+        if self._due or self._scan_at != datetime.max:
+            now = self.clock.now()
+            if self._due:
+                timeout = min(timeout, (self._due[0][0] - now).total_seconds())
+            if self._scan_at != datetime.max:
+                timeout = min(timeout, (self._scan_at - now).total_seconds())
+        wake = self._dispatcher.wake_fd
+        self.source.wait(max(0.0, timeout), () if wake is None else (wake,))
+        self._dispatcher.clear_wake()
 
     def run_until_idle(self, max_steps: int = 1000) -> StepResult:
         total = StepResult()
@@ -779,6 +839,10 @@ class FastPath:
             self.con.execute("rollback")
             self._ended |= set(ended)
             raise
+        if rows and self._ready:
+            gone = {instance_id for instance_id, _ in rows}
+            self._ready = [r for r in self._ready
+                           if r[1] not in gone or r[4] not in ("send", "add")]
         for instance_id, step in rows:
             inst = self._instance(instance_id)
             self._note(inst, "step_cancelled", step, inst.end_reason or "ended", now)
@@ -798,13 +862,19 @@ class FastPath:
         return Instance(*row)
 
     def _dispatch(self, now: datetime, result: StepResult) -> None:
-        rows = self.con.execute(
-            f"""select idempotency_key, instance_id, journey, step, action, fields, attempts,
-                       due_at, ready_at, profile_id, identifier_type, identifier_value
-            from {CATALOG}.outbox where status = 'pending' and next_attempt_at <= ?
-            order by created_at, idempotency_key""",
-            [now],
-        ).fetchall()
+        rows, self._ready = self._ready, []
+        if now >= self._scan_at:
+            rows = self.con.execute(
+                f"""select {', '.join(_DISPATCH_COLUMNS)} from {CATALOG}.outbox
+                where status = 'pending' and next_attempt_at <= ?
+                order by created_at, idempotency_key""",
+                [now],
+            ).fetchall()
+            # Rows in flight are pending and due too: their answers set what comes next.
+            later = self.con.execute(
+                f"select min(next_attempt_at) from {CATALOG}.outbox "
+                "where status = 'pending' and next_attempt_at > ?", [now]).fetchone()
+            self._scan_at = later[0] if later and later[0] is not None else datetime.max
         groups: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {}
         for row in rows:
             if not self._dispatcher.flying(row[0]):
@@ -873,6 +943,8 @@ class FastPath:
                 status = "pending"
                 result.retrying += 1
             backoff = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS)) - 1]
+            if status == "pending":
+                self._scan_at = min(self._scan_at, now + timedelta(seconds=backoff))
             self._answers.append([key, status, attempt, answer.status_code, answer.error,
                                   answer.external_id, now + timedelta(seconds=backoff)])
             self._delivery(inst, step, client, key, action,
@@ -971,6 +1043,14 @@ _OUTBOX_COLUMNS = (
     "due_at", "ready_at", "next_attempt_at", "response_code", "error", "external_id",
     "created_at", "updated_at",
 )
+
+
+# What _dispatch sends from, read from the outbox or taken from a committed intent.
+_DISPATCH_COLUMNS = (
+    "idempotency_key", "instance_id", "journey", "step", "action", "fields", "attempts",
+    "due_at", "ready_at", "profile_id", "identifier_type", "identifier_value",
+)
+_dispatch_row = operator.itemgetter(*(_OUTBOX_COLUMNS.index(c) for c in _DISPATCH_COLUMNS))
 
 
 def _members(inst: Instance) -> list[str]:

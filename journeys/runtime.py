@@ -38,6 +38,9 @@ from journeys.state import journey_state_path, open_state
 
 log = logging.getLogger(__name__)
 LOCK_NAME = "fastpath"
+# The longest the worker idles without stepping, when events, answers and due times all wake
+# it sooner: the safety net for what nothing signals (a new publish, a lost watch event).
+IDLE_SECONDS = 0.05
 
 
 class FastPathBusyError(RuntimeError):
@@ -137,9 +140,11 @@ def run_worker(
 ) -> StepResult:
     """Step until `stop` is set (or SIGTERM/SIGINT, or `max_seconds`); returns the totals.
 
-    Idle steps cost one directory listing; the worker sleeps `interval_seconds` after a step
-    that found nothing. Every `flush_seconds` the activity feed is handed to the feed thread,
-    which also checkpoints the state (journeys/feed.py); on the way out it is flushed inline.
+    Between steps the worker waits in poll() for what wakes it (FastPath.wait): a landed file
+    or handed-over rows, a send's answer, the next due step or retry; `interval_seconds` is
+    how long it waits at most when the source cannot signal new events. Every `flush_seconds`
+    the activity feed is handed to the feed thread, which also checkpoints the state
+    (journeys/feed.py); on the way out it is flushed inline.
     """
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -159,7 +164,8 @@ def run_worker(
                 last_flush = time.monotonic()
             if max_seconds is not None and time.monotonic() - started >= max_seconds:
                 break
-            if not one.active:
-                fast.source.wait(interval_seconds)
+            # After an active step too: what it left to do is signalled or due, and poll()
+            # returns at once then.
+            fast.wait(interval_seconds, IDLE_SECONDS)
         totals.add(fast.finish())
     return totals

@@ -21,6 +21,7 @@ Tables:
     journal      every decision, with `exported` until it reached the activity feed
     deliveries   every delivery attempt, idem
     watermarks   per event source: the received_at up to which events were processed
+    source_files per event source: the files read within its lookback window (journeys/sources.py)
 """
 
 from __future__ import annotations
@@ -143,6 +144,11 @@ _DDL = (
         seq bigint,
         files text
     )""",
+    f"""create table if not exists {CATALOG}.source_files (
+        source varchar not null,
+        name varchar not null,
+        primary key (source, name)
+    ) without rowid""",
     f"create index if not exists {CATALOG}.outbox_due on outbox (status, next_attempt_at)",
     f"create index if not exists {CATALOG}.outbox_instance on outbox (instance_id)",
     f"create index if not exists {CATALOG}.instances_status on instances (status)",

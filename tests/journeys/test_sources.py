@@ -63,7 +63,7 @@ def test_checkpoint_survives_a_restart(tmp_path: Path) -> None:
     _file(tmp_path, [s[1]])
     assert first.read(None, None).num_rows == 2
     again = LandingSource(tmp_path)
-    again.restore(first.checkpoint())
+    again.restore(first.checkpoint()[0])
     _file(tmp_path, [s[2]])
     assert again.read(s[1], None).column("received_at").to_pylist() == [s[2]]
 
