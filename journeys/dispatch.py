@@ -200,7 +200,7 @@ class Dispatcher:
 
     def completed(self) -> list[SentChunk]:
         """Chunks finished since the last call (stepping thread only)."""
-        out = []
+        out: list[SentChunk] = []
         while True:
             try:
                 sent = self._done.get_nowait()
