@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -20,16 +17,12 @@ from headwater.audiences import (
     member_counts,
     preview,
 )
+from headwater.commands.console import wide_console
 from headwater.config import Settings
 from headwater.warehouse import WarehouseBusyError
 
 # How long list/preview wait for a running dbt build to release the DuckDB file.
 WAIT_SECONDS = 5.0
-
-
-def _console() -> Console:
-    # At least 140 columns, so that set algebra is not wrapped when output is captured or piped.
-    return Console(width=max(140, shutil.get_terminal_size().columns), soft_wrap=False)
 
 
 def _load(settings: Settings) -> list[Audience]:
@@ -78,7 +71,7 @@ def list_command() -> None:
     """Every audience: name, description, definition and member count (if built)."""
     settings = Settings.from_env()
     audiences = _load(settings)
-    console = _console()
+    console = wide_console()
     if not audiences:
         console.print(
             f"No audiences in {settings.dbt_project_dir / 'selectors.yml'}: add a selector "
@@ -124,7 +117,7 @@ def preview_command(name: str, limit: int) -> None:
             "`headwater audience list` shows them all."
         )
     a = audiences[name]
-    console = _console()
+    console = wide_console()
     console.print(f"[bold]{escape(a.name)}[/bold]: {escape(a.description)}")
     console.print(f"definition: {escape(a.definition)}")
     console.print(f"segments:   {', '.join(a.segments)}")

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import click
 import duckdb
-from rich.console import Console, RenderableType
+from rich.console import RenderableType
 from rich.table import Table
 
 from activations.config import SyncConfigError, load_syncs
 from activations.engine import SyncResult, run_sync
 from headwater.activity import activity_dir
+from headwater.commands.console import wide_console
 from headwater.commands.sync import _warehouse, syncs_file
 from headwater.config import Settings
 from headwater.dbt import run_dbt
@@ -124,7 +125,7 @@ def demo(customers: int, seed: int, as_of: str | None, skip_build: bool, no_sync
                                  "2025-06-01T12:00:00", param_hint="--as-of") from exc
     if when.tzinfo is not None:
         when = when.astimezone(UTC).replace(tzinfo=None)
-    console = Console()
+    console = wide_console()
     _fresh_warehouse(settings)
     with console.status(f"Generating {customers:,} customers into {settings.duckdb_path}"):
         con = connect(settings.duckdb_path, wait_seconds=30)

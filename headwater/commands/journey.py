@@ -7,9 +7,9 @@ runs; every line of `explain` is a journal row the step wrote when it decided.
 from __future__ import annotations
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from headwater.commands.console import wide_console
 from headwater.config import Settings
 from journeys.config import JourneyConfigError, load_journeys
 from journeys.runtime import FastPathLocations
@@ -52,7 +52,7 @@ def list_journeys() -> None:
         table.add_row(j.name, trigger, steps, f"{j.holdout_percent:g}%",
                       *(f"{counts.get((j.name, s), 0):,}" for s in
                         ("active", "exited", "completed")))
-    Console(width=160).print(table)
+    wide_console(160).print(table)
     caps = ", ".join(f"{c.max} {c.channel.value} per {c.per}" for c in config.frequency_caps)
     click.echo(f"frequency caps (journeys and append-mode syncs): {caps or 'none'}")
 
@@ -87,4 +87,4 @@ def explain(who: str, limit: int) -> None:
     for at, name, instance, event, step, reason, holdout in reversed(rows):
         why = (reason or "") + (" [holdout]" if holdout and event == "entered" else "")
         table.add_row(f"{at:%Y-%m-%d %H:%M:%S}", name, instance, event, step or "", why)
-    Console(width=180).print(table)
+    wide_console(180).print(table)

@@ -27,6 +27,7 @@ from activations.lock import SyncAlreadyRunningError
 from activations.state import list_dead_letters
 from activations.state import replay_dead_letters as replay_dead
 from headwater.activity import activity_dir
+from headwater.commands.console import wide_console
 from headwater.config import Settings
 from headwater.snapshots import SnapshotError, published_dir, reader_connection
 from headwater.warehouse import WarehouseBusyError
@@ -111,7 +112,7 @@ def sync(
 ) -> None:
     """Deliver audiences to their destinations: only the diff since the last delivery."""
     settings = Settings.from_env()
-    console = Console()
+    console = wide_console()
     path = syncs_file(settings)
     try:
         declared = load_syncs(path)
