@@ -83,6 +83,17 @@ PRUNE_SECONDS = 0.1
 _EMPTY = landing.EVENT_SCHEMA.empty_table()
 
 
+def wait_readable(fds: Sequence[int], timeout: float) -> None:
+    """Block until one of `fds` is readable or `timeout` seconds pass (a plain sleep if none)."""
+    if not fds:
+        time.sleep(timeout)
+        return
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    poller.poll(max(0, math.ceil(timeout * 1000)))
+
+
 def _stamped_once(table: pa.Table) -> bool:
     """Every row has the same received_at (a collector file is one group commit's stamp)."""
     if table.num_rows <= 1:
@@ -148,13 +159,7 @@ class LandingSource:
             fd = self._handoff.fileno()
             if fd is not None:
                 fds.append(fd)
-        if not fds:
-            time.sleep(timeout)
-            return
-        poller = select.poll()
-        for fd in fds:
-            poller.register(fd, select.POLLIN)
-        poller.poll(max(0, math.ceil(timeout * 1000)))
+        wait_readable(fds, timeout)
 
     def close(self) -> None:
         if self._handoff is not None:
@@ -321,13 +326,7 @@ class TableSource:
         return False
 
     def wait(self, timeout: float, wake_fds: Sequence[int] = ()) -> None:
-        if not wake_fds:
-            time.sleep(timeout)
-            return
-        poller = select.poll()
-        for fd in wake_fds:
-            poller.register(fd, select.POLLIN)
-        poller.poll(max(0, math.ceil(timeout * 1000)))
+        wait_readable(wake_fds, timeout)
 
     def restore(self, names: Iterable[str]) -> None:
         pass
