@@ -393,10 +393,13 @@ PLAN_CHUNK_ROWS = 10_000
 # chunks of whole row groups (DuckDB's 122,880 rows): DuckDB writes a transaction's full row
 # groups straight to the file, while a smaller commit goes through the WAL and, past 16 MB of
 # it, a checkpoint; a first sync of 1M in chunks of 10k (or 56k) took 2.6x as long. Its memory
-# is then bounded by the chunk, not by PLAN_CHUNK_ROWS.
+# is then bounded by the chunk, not by PLAN_CHUNK_ROWS, and a chunk is at most MAX_CHUNK_GROUPS
+# row groups: what a drain holds per page (its answers, the page's keys) stays the same beyond
+# 1M members instead of growing with the plan (a fixed 4 chunks made a 10M page 2.2M rows).
 SMALL_PLAN_ROWS = 200_000
 LARGE_PLAN_CHUNKS = 4
 ROW_GROUP_ROWS = 122_880
+MAX_CHUNK_GROUPS = 2
 
 
 def plan_chunk_rows(total: int, chunk_rows: int) -> int:
@@ -404,7 +407,7 @@ def plan_chunk_rows(total: int, chunk_rows: int) -> int:
     if total <= SMALL_PLAN_ROWS:
         return chunk_rows
     groups = -(-total // (LARGE_PLAN_CHUNKS * ROW_GROUP_ROWS))
-    return max(chunk_rows, groups * ROW_GROUP_ROWS)
+    return max(chunk_rows, min(groups, MAX_CHUNK_GROUPS) * ROW_GROUP_ROWS)
 
 
 def write_plan(

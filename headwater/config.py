@@ -13,10 +13,14 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 DEFAULT_DUCKDB_PATH = Path("warehouse") / "headwater.duckdb"
-# Empty: DuckDB's own default (80% of RAM). Not bounded by default: when the plan was one
-# transaction, a first sync of 1M members ran out of memory under 128MB; the chunked plan
-# (activations/diff.py) has not been measured under a limit yet.
-DEFAULT_SYNC_MEMORY_LIMIT = ""
+# Bounded by default, because without a limit DuckDB caches every block a sync reads or writes
+# up to 80% of RAM and keeps its plan's temp tables in memory, so a first sync's peak memory
+# followed the audience: 600 MB at 1M members, about 1 GB at 3M. Under 256MB a first sync's own
+# memory (peak RSS less what the process held before) measured about 320 MB at 1M and 300 MB at
+# 10M (benchmarks/bench_sync.py); beyond the limit DuckDB evicts cached blocks and spills to
+# `<state file>.tmp`. Empty means DuckDB's own default. A first sync of 1M ran out of memory
+# under 128MB when its plan was one transaction; the plan is chunked now (activations/diff.py).
+DEFAULT_SYNC_MEMORY_LIMIT = "256MB"
 
 
 @dataclass(frozen=True)
