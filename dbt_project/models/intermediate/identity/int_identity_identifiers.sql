@@ -42,47 +42,41 @@ typed_previous_ids as (
     select
         r.record_id,
         r.previous_id,
-        case when k.user_id is not null then 'user_id' else 'anonymous_id' end as previous_id_type
+        case when k.user_id is not null then 'user_id' else 'anonymous_id' end as previous_id_type,
+        r.first_seen_at,
+        r.last_seen_at,
+        r.record_count
     from {{ ref('int_identity_records') }} as r
     left join known_user_ids as k on r.previous_id = k.user_id
     where r.previous_id is not null
 
 ),
 
-observations as (
+identifiers as (
 
+    -- grouped one type at a time, on the value alone: the type is a constant of each branch,
+    -- and a previous_id is only ever typed a user_id or an anonymous_id
     {% for t in simple_types %}
     select
         '{{ t }}' as identifier_type,
-        {{ t }} as identifier_value,
-        first_seen_at,
-        last_seen_at,
-        record_count
-    from {{ ref('int_identity_records') }}
-    where {{ t }} is not null
-    union all
-    {% endfor %}
-    select
-        p.previous_id_type as identifier_type,
-        p.previous_id as identifier_value,
-        r.first_seen_at,
-        r.last_seen_at,
-        r.record_count
-    from typed_previous_ids as p
-    inner join {{ ref('int_identity_records') }} as r on p.record_id = r.record_id
-
-),
-
-identifiers as (
-
-    select
-        identifier_type,
         identifier_value,
         min(first_seen_at) as first_seen_at,
         max(last_seen_at) as last_seen_at,
         cast(sum(record_count) as bigint) as record_count
-    from observations
-    group by identifier_type, identifier_value
+    from (
+        select {{ t }} as identifier_value, first_seen_at, last_seen_at, record_count
+        from {{ ref('int_identity_records') }}
+        where {{ t }} is not null
+        {%- if t in ['user_id', 'anonymous_id'] %}
+        union all
+        select previous_id, first_seen_at, last_seen_at, record_count
+        from typed_previous_ids
+        where previous_id_type = '{{ t }}'
+        {%- endif %}
+    ) as observed
+    group by identifier_value
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
 
 ),
 
