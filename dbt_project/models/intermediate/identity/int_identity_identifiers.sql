@@ -188,10 +188,11 @@ clean_records as (
 
 clean_observations as (
 
-    -- one row per (judged identifier, record), with the record's other identifiers: one
-    -- unnest of the records, not a union of branches that each read a materialized copy
-    {{ identity_unpivot('clean_records', ['last_seen_at'] + (counted + (['user_id'] if 'user_id' not in counted else [])), observed,
-                        'identifier_id') | indent(4) }}
+    -- one row per (judged identifier, record), with the record's other identifiers (its
+    -- user_id always: a device's most recent one is kept): one unnest of the records, not a
+    -- union of branches that each read a materialized copy
+    {%- set kept = ['last_seen_at'] + counted + (['user_id'] if 'user_id' not in counted else []) %}
+    {{ identity_unpivot('clean_records', kept, observed, 'identifier_id') | indent(4) }}
 
 ),
 
