@@ -33,3 +33,41 @@ cross join (
     {%- endfor %}
 ) as slots
 {%- endmacro %}
+
+{#-
+  Several columns unpivoted in step: one row per (input row, slot), slot i taking the i-th
+  expression of every column.
+
+    identity_unpivot_columns(source, keep, columns)
+      columns: a dict, output column name -> list of expressions (all lists the same length)
+-#}
+{% macro identity_unpivot_columns(source, keep, columns) -%}
+  {{ return(adapter.dispatch('identity_unpivot_columns')(source, keep, columns)) }}
+{%- endmacro %}
+
+{% macro duckdb__identity_unpivot_columns(source, keep, columns) -%}
+{#- unnests in one select list advance together -#}
+select {% for k in keep %}{{ k }}, {% endfor -%}
+    {%- for name, values in columns.items() %}
+    unnest([{{ values | join(', ') }}]) as {{ name }}{% if not loop.last %},{% endif %}
+    {%- endfor %}
+from {{ source }}
+{%- endmacro %}
+
+{% macro default__identity_unpivot_columns(source, keep, columns) -%}
+{%- set n = (columns.values() | list)[0] | length -%}
+select {% for k in keep %}{{ k }}, {% endfor -%}
+    {%- for name, values in columns.items() %}
+    case slots.slot
+    {%- for v in values %}
+        when {{ loop.index }} then {{ v }}
+    {%- endfor %}
+    end as {{ name }}{% if not loop.last %},{% endif %}
+    {%- endfor %}
+from {{ source }}
+cross join (
+    {%- for i in range(n) %}
+    select {{ i + 1 }} as slot {% if not loop.last %}union all{% endif %}
+    {%- endfor %}
+) as slots
+{%- endmacro %}

@@ -42,47 +42,41 @@ typed_previous_ids as (
     select
         r.record_id,
         r.previous_id,
-        case when k.user_id is not null then 'user_id' else 'anonymous_id' end as previous_id_type
+        case when k.user_id is not null then 'user_id' else 'anonymous_id' end as previous_id_type,
+        r.first_seen_at,
+        r.last_seen_at,
+        r.record_count
     from {{ ref('int_identity_records') }} as r
     left join known_user_ids as k on r.previous_id = k.user_id
     where r.previous_id is not null
 
 ),
 
-observations as (
+identifiers as (
 
+    -- grouped one type at a time, on the value alone: the type is a constant of each branch,
+    -- and a previous_id is only ever typed a user_id or an anonymous_id
     {% for t in simple_types %}
     select
         '{{ t }}' as identifier_type,
-        {{ t }} as identifier_value,
-        first_seen_at,
-        last_seen_at,
-        record_count
-    from {{ ref('int_identity_records') }}
-    where {{ t }} is not null
-    union all
-    {% endfor %}
-    select
-        p.previous_id_type as identifier_type,
-        p.previous_id as identifier_value,
-        r.first_seen_at,
-        r.last_seen_at,
-        r.record_count
-    from typed_previous_ids as p
-    inner join {{ ref('int_identity_records') }} as r on p.record_id = r.record_id
-
-),
-
-identifiers as (
-
-    select
-        identifier_type,
         identifier_value,
         min(first_seen_at) as first_seen_at,
         max(last_seen_at) as last_seen_at,
         cast(sum(record_count) as bigint) as record_count
-    from observations
-    group by identifier_type, identifier_value
+    from (
+        select {{ t }} as identifier_value, first_seen_at, last_seen_at, record_count
+        from {{ ref('int_identity_records') }}
+        where {{ t }} is not null
+        {%- if t in ['user_id', 'anonymous_id'] %}
+        union all
+        select previous_id, first_seen_at, last_seen_at, record_count
+        from typed_previous_ids
+        where previous_id_type = '{{ t }}'
+        {%- endif %}
+    ) as observed
+    group by identifier_value
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
 
 ),
 
@@ -146,6 +140,18 @@ blocked as (
 
 ),
 
+previous_ids as (
+
+    -- the alias records' previous_ids looked up on their own: joined to every record, the
+    -- lookup hashed all five million identifiers for the one record in twelve that has one
+    select p.record_id, p.previous_id_type, n.identifier_id
+    from typed_previous_ids as p
+    inner join numbered as n
+        on n.identifier_type = p.previous_id_type
+        and n.identifier_value = p.previous_id
+
+),
+
 clean_records as (
 
     -- each record's identifiers as identifier_ids, blocklisted ones removed: what
@@ -154,13 +160,13 @@ clean_records as (
     select
         r.last_seen_at,
         p.previous_id_type,
-        case when b_prev.identifier_id is null then n_prev.identifier_id end as previous_id
+        case when b_prev.identifier_id is null then p.identifier_id end as previous_id
         {%- for t in simple_types %},
         case when b_{{ loop.index }}.identifier_id is null then n_{{ loop.index }}.identifier_id end
             as {{ t }}
         {%- endfor %}
     from {{ ref('int_identity_records') }} as r
-    left join typed_previous_ids as p on r.record_id = p.record_id
+    left join previous_ids as p on r.record_id = p.record_id
     {%- for t in simple_types %}
     left join numbered as n_{{ loop.index }}
         on n_{{ loop.index }}.identifier_type = '{{ t }}'
@@ -168,44 +174,71 @@ clean_records as (
     left join blocked as b_{{ loop.index }}
         on b_{{ loop.index }}.identifier_id = n_{{ loop.index }}.identifier_id
     {%- endfor %}
-    left join numbered as n_prev
-        on n_prev.identifier_type = p.previous_id_type
-        and n_prev.identifier_value = p.previous_id
-    left join blocked as b_prev on b_prev.identifier_id = n_prev.identifier_id
+    left join blocked as b_prev on b_prev.identifier_id = p.identifier_id
 
 ),
 
+{%- set observed = [] -%}
+{%- for t in simple_types + ['previous_id'] if t in judged_types or t == 'previous_id' -%}
+  {%- if t == 'previous_id' -%}
+    {%- do observed.append("case when previous_id_type in ('" ~ (judged_types | join("', '"))
+                           ~ "') then previous_id end") -%}
+  {%- else -%}{%- do observed.append(t) -%}{%- endif -%}
+{%- endfor %}
+
 clean_observations as (
 
-    {% for t in simple_types + ['previous_id'] if t in judged_types or t == 'previous_id' %}
+    -- one row per (judged identifier, record), with the record's other identifiers (its
+    -- user_id always: a device's most recent one is kept): one unnest of the records, not a
+    -- union of branches that each read a materialized copy
+    {%- set kept = ['last_seen_at'] + counted + (['user_id'] if 'user_id' not in counted else []) %}
+    {{ identity_unpivot('clean_records', kept, observed, 'identifier_id') | indent(4) }}
+
+),
+
+seen as (
+
+    -- every judged identifier (counts are 0, not null, when nothing was seen with it). Most
+    -- identifiers are seen with one co-identifier of a type, or none: min and max tell those
+    -- counts (0, or 1 when they are equal) in the one group by, and only the identifiers
+    -- seen with two or more of a type have their distinct co-identifiers counted below
     select
-        {{ t }} as identifier_id,
-        last_seen_at,
-        user_id as co_user_id,
-        crm_contact_id as co_crm_contact_id,
-        email as co_email,
-        phone as co_phone,
-        anonymous_id as co_anonymous_id
-    from clean_records
-    where {{ t }} is not null
-        {%- if t == 'previous_id' %}
-        and previous_id_type in ('{{ judged_types | join("', '") }}')
-        {%- endif %}
-    {% if not loop.last %}union all{% endif %}
-    {% endfor %}
+        identifier_id,
+        {%- for n in counted %}
+        min({{ n }}) as min_{{ n }},
+        max({{ n }}) as max_{{ n }},
+        {%- endfor %}
+        max_by(user_id, case when user_id is not null then last_seen_at end)
+            as most_recent_user_id_id
+    from clean_observations
+    where identifier_id is not null
+    group by identifier_id
+
+),
+
+several as (
+
+    select identifier_id
+    from seen
+    where {% for n in counted %}min_{{ n }} <> max_{{ n }}{% if not loop.last %} or {% endif %}{% endfor %}
 
 ),
 
 co_identifiers as (
 
-    -- distinct (identifier, co-identifier) pairs, one row per co-type: one distinct and one
-    -- count per type is far cheaper than several count(distinct) over the same groups
-    {%- for n in counted %}
-    select identifier_id, '{{ n }}' as co_type, co_{{ n }} as co_id
-    from clean_observations
-    where co_{{ n }} is not null
-    {% if not loop.last %}union{% endif %}
+    -- distinct (identifier, co-type, co-identifier) of the identifiers seen with several
+    {%- set co_columns = {'co_pos': [], 'co_id': []} -%}
+    {%- for n in counted -%}
+      {%- do co_columns['co_pos'].append(loop.index0) -%}
+      {%- do co_columns['co_id'].append(n) -%}
     {%- endfor %}
+    select distinct identifier_id, co_pos, co_id
+    from (
+        {{ identity_unpivot_columns(
+            '(select * from clean_observations where identifier_id in (select identifier_id from several)) as o',
+            ['identifier_id'], co_columns) | indent(8) }}
+    ) as pairs
+    where co_id is not null
 
 ),
 
@@ -214,21 +247,9 @@ co_counts as (
     select
         identifier_id
         {%- for t, c in count_columns.items() if t in counted %},
-        count(case when co_type = '{{ t }}' then 1 end) as {{ c }}
+        count(case when co_pos = {{ counted.index(t) }} then 1 end) as {{ c }}
         {%- endfor %}
     from co_identifiers
-    group by identifier_id
-
-),
-
-seen as (
-
-    -- every judged identifier (counts are 0, not null, when nothing was seen with it)
-    select
-        identifier_id,
-        max_by(co_user_id, case when co_user_id is not null then last_seen_at end)
-            as most_recent_user_id_id
-    from clean_observations
     group by identifier_id
 
 ),
@@ -239,7 +260,12 @@ usage as (
         s.identifier_id,
         {%- for t, c in count_columns.items() %}
         {% if t in counted -%}
-        coalesce(k.{{ c }}, 0) {%- else -%} cast(null as bigint) {%- endif %} as {{ c }},
+        case
+            when s.min_{{ t }} is null then 0
+            when s.min_{{ t }} = s.max_{{ t }} then 1
+            else k.{{ c }}
+        end
+        {%- else -%} cast(null as bigint) {%- endif %} as {{ c }},
         {%- endfor %}
         s.most_recent_user_id_id
     from seen as s
@@ -277,6 +303,7 @@ judged as (
     -- the user_id's value, for the shared devices identity_map attributes by it
     left join numbered as mu
         on i.identifier_type = 'anonymous_id'
+        and mu.identifier_type = 'user_id'
         and u.most_recent_user_id_id = mu.identifier_id
 
 )
