@@ -211,6 +211,32 @@ def test_the_sync_connection_has_a_bounded_memory_budget(tmp_path: Path) -> None
         assert spill == (str(tmp_path / "headwater_state.duckdb.tmp"),)
 
 
+def test_the_sync_memory_budget_is_bounded_when_nothing_is_set(tmp_path: Path) -> None:
+    """Without HEADWATER_SYNC_MEMORY_LIMIT the engine's default applies, not DuckDB's 80% of
+    RAM; an empty value asks for DuckDB's own."""
+    env = {"HEADWATER_DUCKDB_PATH": str(tmp_path / "wh.duckdb")}
+    wh = duckdb.connect(env["HEADWATER_DUCKDB_PATH"])
+    make_audience(wh, [member(0)])
+    publish(Settings.from_env(env), con=wh)
+    default_limit = wh.execute("select current_setting('memory_limit')").fetchone()
+    wh.close()
+    with reader_connection(Settings.from_env(env)) as (con, _):
+        assert con.execute("select current_setting('memory_limit')").fetchone() == ("244.1 MiB",)
+    unset = Settings.from_env({**env, "HEADWATER_SYNC_MEMORY_LIMIT": ""})
+    with reader_connection(unset) as (con, _):
+        assert con.execute("select current_setting('memory_limit')").fetchone() == default_limit
+
+
+@pytest.mark.parametrize(("total", "rows"), [
+    pytest.param(150_000, diff_sql.PLAN_CHUNK_ROWS, id="small plan: 10k"),
+    pytest.param(900_000, 2 * diff_sql.ROW_GROUP_ROWS, id="1M: four chunks of two row groups"),
+    pytest.param(9_000_000, 2 * diff_sql.ROW_GROUP_ROWS, id="10M: still two row groups"),
+])
+def test_plan_chunks_stop_growing_with_the_plan(total: int, rows: int) -> None:
+    """What a plan's transaction and a drain's page hold is bounded however large the diff."""
+    assert diff_sql.plan_chunk_rows(total, diff_sql.PLAN_CHUNK_ROWS) == rows
+
+
 def test_a_first_sync_folds_into_the_base_chunk_by_chunk(
     tmp_path: Path, receiver: BatchReceiver, hook_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
