@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import IO
@@ -47,6 +48,8 @@ class Submission:
     landed: int = 0
     duplicates: int = 0
     error: BaseException | None = None
+    # Set by the HTTP server: called on its event loop once the writer has answered.
+    callback: Callable[[Submission], None] | None = None
 
 
 class WriterBusyError(RuntimeError):
@@ -92,6 +95,9 @@ class LandingWriter:
         self._last_ns = 0
         self._handoff: HandoffServer | None = None
         self.files_written = 0
+        # Called from this thread with every answered group commit (after `done` is set): the
+        # event-loop server hands the whole batch to its loop with one wake-up.
+        self.notify: Callable[[list[Submission]], None] | None = None
 
     def start(self) -> None:
         """Take the folder's lock, clean up after a crash, rebuild dedup memory, start."""
@@ -184,6 +190,9 @@ class LandingWriter:
         finally:
             for submission in batch:
                 submission.done.set()
+            notify = self.notify
+            if notify is not None:
+                notify(batch)
 
     def _stamp(self) -> int:
         # Microsecond resolution (Parquet timestamp[us]), strictly increasing even if the
