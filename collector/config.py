@@ -52,6 +52,9 @@ class CollectorConfig:
     group_commit: bool = True
     # Extra wait for more requests before writing, in seconds; 0 adds no latency when idle.
     group_commit_seconds: float = 0.0
+    # Busy linger: when a request arrives within this long of the previous one, the writer
+    # waits until this long after its arrival for more to share its file (collector/writer.py).
+    busy_linger_seconds: float = 0.003
     # Requests waiting for the writer before new ones get 503 (back-pressure, bounded memory).
     queue_capacity: int = 1024
     # messageIds remembered for deduplication (rebuilt from the newest landing files on start).

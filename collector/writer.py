@@ -6,6 +6,14 @@ which costs no extra latency when idle and bounds the file count when busy), dro
 has already landed, stamps one received_at, writes the quarantine file and the events file
 atomically, and only then releases the waiting requests.
 
+Busy linger (`busy_linger_seconds`, 3 ms): a file costs the writer about 1.2 ms of CPU whatever
+its size (Arrow table, Parquet encoding, two fsyncs), and at 500 single-event requests per
+second, taking only what was already queued gave ~1.6 events per file: the writer was most of
+the collector's CPU. So when a request arrives within the linger of the previous one, the
+writer waits until the linger has passed since that request's arrival before writing; at
+500/s a file then carries ~3 events. An idle collector (a request after a quiet gap) never
+waits, and no request waits more than the linger for the writer to start its file.
+
 Being the only writer of its folder is what makes the received_at stamps and the file names
 strictly increasing, which the fast path's watermark relies on: a lock file enforces it.
 """
@@ -18,6 +26,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import IO
@@ -47,6 +56,10 @@ class Submission:
     landed: int = 0
     duplicates: int = 0
     error: BaseException | None = None
+    # When the request reached the writer's queue (monotonic): the busy linger counts from it.
+    arrived: float = field(default_factory=time.monotonic)
+    # Set by the HTTP server: called on its event loop once the writer has answered.
+    callback: Callable[[Submission], None] | None = None
 
 
 class WriterBusyError(RuntimeError):
@@ -92,6 +105,9 @@ class LandingWriter:
         self._last_ns = 0
         self._handoff: HandoffServer | None = None
         self.files_written = 0
+        # Called from this thread with every answered group commit (after `done` is set): the
+        # event-loop server hands the whole batch to its loop with one wake-up.
+        self.notify: Callable[[list[Submission]], None] | None = None
 
     def start(self) -> None:
         """Take the folder's lock, clean up after a crash, rebuild dedup memory, start."""
@@ -150,6 +166,8 @@ class LandingWriter:
 
     def _run(self) -> None:
         window = self._config.group_commit_seconds
+        linger = self._config.busy_linger_seconds if self._config.group_commit else 0.0
+        last_arrival = float("-inf")
         stopping = False
         while not stopping:
             first = self._queue.get()
@@ -157,6 +175,10 @@ class LandingWriter:
                 break
             batch = [first]
             deadline = time.monotonic() + window
+            if first.arrived - last_arrival < linger:
+                # Busy: requests come faster than the linger, so the next is likely within it.
+                deadline = max(deadline, first.arrived + linger)
+            last_arrival = first.arrived
             # Take what is already waiting (and, with a window, what arrives within it).
             while self._config.group_commit:
                 remaining = deadline - time.monotonic()
@@ -172,6 +194,7 @@ class LandingWriter:
                     stopping = True
                     break
                 batch.append(item)
+                last_arrival = item.arrived
             self._commit(batch)
 
     def _commit(self, batch: list[Submission]) -> None:
@@ -184,6 +207,9 @@ class LandingWriter:
         finally:
             for submission in batch:
                 submission.done.set()
+            notify = self.notify
+            if notify is not None:
+                notify(batch)
 
     def _stamp(self) -> int:
         # Microsecond resolution (Parquet timestamp[us]), strictly increasing even if the
