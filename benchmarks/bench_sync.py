@@ -220,14 +220,14 @@ def _initial(n: int, tmp: str, url: str, out: Any) -> None:
     from activations import diff as diff_sql
     from activations.config import parse_syncs
     from activations.engine import run_sync
+    from headwater.warehouse import scalar
 
     _, folder, _ = _locations(tmp)
     spec = parse_syncs({"syncs": [SPEC]})[0]
     env = {"BENCH_SECRET": "s", "HEADWATER_WEBHOOK_BASE_URL": url}
     with _reader(tmp) as (con, manifest):
-        members = con.execute(
-            "select count(*) from audience_bench where email_consent").fetchall()[0][0]
-        limit = con.execute("select current_setting('memory_limit')").fetchall()[0][0]
+        members = scalar(con, "select count(*) from audience_bench where email_consent")
+        limit = scalar(con, "select current_setting('memory_limit')")
         rss_before = _peak_rss_mb()
         started, cpu = time.perf_counter(), time.process_time()
         result = run_sync(con, spec, lock_dir=Path(tmp), environ=env,
@@ -442,26 +442,22 @@ def run(quick: bool) -> list[dict[str, Any]]:
     server.start()
     url = f"http://127.0.0.1:{port_q.get(timeout=30)}"
     try:
-        # Memory at 10M is measured on the incremental case (same code path, 10x the state).
         sizes = [20_000, 200_000] if quick else [1_000_000, 10_000_000]
         # The rows/s target is at the smallest size, against the receiver's ceiling.
         initial = [_initial_case(n, url, ceiling=i == 0) for i, n in enumerate(sizes)]
         rows = list(initial)
         churn = [_churn_cases(n, url) for n in sizes]
         rows += [row for cases in churn for row in cases]
-        for what, first, last in (("initial sync", initial[0], initial[-1]),):
+        # Each case's row at the smallest size and at the largest.
+        pairs = [("initial sync", initial[0], initial[-1])]
+        pairs += [(what, churn[0][i], churn[-1][i])
+                  for i, what in enumerate(("incremental sync", "whole-audience compare"))]
+        for what, first, last in pairs:
             rows.append({
                 "case": f"peak RSS, largest / smallest N ({what})",
                 "members": f"{sizes[-1]:,} / {sizes[0]:,}",
                 "peak_rss_mb": last["peak_rss_mb"],
                 "ratio": last["peak_rss_mb"] / first["peak_rss_mb"],
-            })
-        for i, what in enumerate(("incremental sync", "whole-audience compare")):
-            rows.append({
-                "case": f"peak RSS, largest / smallest N ({what})",
-                "members": f"{sizes[-1]:,} / {sizes[0]:,}",
-                "peak_rss_mb": churn[-1][i]["peak_rss_mb"],
-                "ratio": churn[-1][i]["peak_rss_mb"] / churn[0][i]["peak_rss_mb"],
             })
     finally:
         server.terminate()
