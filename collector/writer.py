@@ -52,7 +52,6 @@ class Submission:
     rows: list[EventRow]
     rejections: list[Rejection]
     endpoint: str
-    done: threading.Event = field(default_factory=threading.Event)
     landed: int = 0
     duplicates: int = 0
     error: BaseException | None = None
@@ -105,8 +104,8 @@ class LandingWriter:
         self._last_ns = 0
         self._handoff: HandoffServer | None = None
         self.files_written = 0
-        # Called from this thread with every answered group commit (after `done` is set): the
-        # event-loop server hands the whole batch to its loop with one wake-up.
+        # Called from this thread with every answered group commit (landed, or `error` set):
+        # the event-loop server hands the whole batch to its loop with one wake-up.
         self.notify: Callable[[list[Submission]], None] | None = None
 
     def start(self) -> None:
@@ -205,8 +204,6 @@ class LandingWriter:
             for submission in batch:
                 submission.error = exc
         finally:
-            for submission in batch:
-                submission.done.set()
             notify = self.notify
             if notify is not None:
                 notify(batch)
