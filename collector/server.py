@@ -182,13 +182,18 @@ class CollectorProtocol(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.current: _Request | None = None
         self.queue: deque[_Request] = deque()
-        self.busy = False  # a request is waiting for its messages to land
+        # The request waiting for its messages to land, and its submission to the writer.
         self.waiting: Submission | None = None
         self.waiting_request: _Request | None = None
         self.waiting_since = 0.0
         self.last_active = time.monotonic()
         self.broken = False  # framing lost: no further bytes are parsed
         self.paused = False
+
+    @property
+    def busy(self) -> bool:
+        """A request is waiting for its messages to land: later ones wait their turn."""
+        return self.waiting is not None
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -360,7 +365,6 @@ class CollectorProtocol(asyncio.Protocol):
                 ))
                 continue
             if submission is not None:
-                self.busy = True
                 self.waiting = submission
                 self.waiting_request = request
                 self.waiting_since = time.monotonic()
@@ -470,7 +474,6 @@ class CollectorProtocol(asyncio.Protocol):
             if done is not self.waiting:
                 return  # timed out and answered 503 already, or the client left
             self.waiting = self.waiting_request = None
-            self.busy = False
             if done.error is not None:
                 self._send_error(request, RequestError(
                     HTTPStatus.INTERNAL_SERVER_ERROR, "landing_failed", "could not land; retry"
@@ -491,7 +494,6 @@ class CollectorProtocol(asyncio.Protocol):
         messages may still land later; the retry is deduplicated)."""
         request = self.waiting_request
         self.waiting = self.waiting_request = None
-        self.busy = False
         self._send_error(request, RequestError(
             HTTPStatus.SERVICE_UNAVAILABLE, "busy", "landing is slow; retry"
         ))
