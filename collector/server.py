@@ -49,7 +49,6 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate
 from http import HTTPStatus
@@ -110,21 +109,13 @@ class RequestError(Exception):
         self.close = close
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What a request produced."""
-
-    landed: int
-    duplicates: int
-    quarantined: int
-
-
 class _Request:
     """One parsed request: the few headers the collector reads, and its body."""
 
     __slots__ = (
         "method", "url", "authorization", "content_length", "transfer_encoding",
         "content_encoding", "expect", "chunks", "size", "error", "keep_alive", "header_bytes",
+        "header_key",
     )
 
     def __init__(self) -> None:
@@ -141,6 +132,8 @@ class _Request:
         self.error: RequestError | None = None
         self.keep_alive = True
         self.header_bytes = 0
+        # The write key of the Basic auth header (None: none sent), decoded with the headers.
+        self.header_key: str | None = None
 
     @property
     def path(self) -> str:
@@ -319,7 +312,7 @@ class CollectorProtocol(asyncio.Protocol):
                 HTTPStatus.NOT_FOUND, "not_found", f"unknown path {path}"
             ))
         try:
-            header_key = _basic_auth_key(request.authorization)
+            header_key = request.header_key = _basic_auth_key(request.authorization)
         except RequestError as exc:
             return self._drained(request, exc)
         if header_key is not None and not self.server.accepted(header_key):
@@ -393,7 +386,7 @@ class CollectorProtocol(asyncio.Protocol):
         path = request.path
         path_type = ROUTES[path]
         limit = self.server.limit(path_type)
-        header_key = _basic_auth_key(request.authorization)  # checked when the headers came
+        header_key = request.header_key  # checked when the headers came
         text = _body(request, limit)
         try:
             body = loads(text)
@@ -445,10 +438,9 @@ class CollectorProtocol(asyncio.Protocol):
         submission = Submission(rows, rejections, endpoint)
 
         def landed(done: Submission) -> None:
-            outcome = Outcome(done.landed, done.duplicates, len(done.rejections))
             self._send(
                 request, HTTPStatus.OK, _SUCCESS,
-                b"X-Headwater-Quarantined: %d\r\n" % outcome.quarantined,
+                b"X-Headwater-Quarantined: %d\r\n" % len(done.rejections),
             )
 
         return self._submit(request, submission, landed)
