@@ -1,5 +1,7 @@
-"""`headwater demo`: generate a synthetic e-commerce world, build it, summarise it, and sync
-the reference audiences (dbt_project/syncs.yml) to local stand-ins of their destinations.
+"""`headwater demo`: generate a synthetic e-commerce world, build it, replay the journeys over
+its last two weeks (the checkouts its customers make in answer land and are built too: see
+headwater/demo/response.py), summarise it, sync the reference audiences (dbt_project/syncs.yml)
+to local stand-ins of their destinations, and write the report.
 
 The summary is a list of sections, one function each (`SECTIONS`): a later part adds its own
 (profiles, identity, audiences) by appending a function that takes the open warehouse
@@ -136,31 +138,50 @@ def demo(customers: int, seed: int, as_of: str | None, skip_build: bool, no_sync
     if not skip_build:
         console.rule("dbt build")
         run_dbt("build", ["--vars", json.dumps({"as_of": when.isoformat()})], settings)
+        _publish(settings)
+    if not skip_build and not no_sync:
+        console.rule("Journeys, replayed over the world's last two weeks")
+        from headwater.demo.journeys import replay_journeys  # stand-ins: demo only
+
+        replay = replay_journeys(settings, when, seed=seed)
+        console.print(replay.table)
+        if replay.recoveries:
+            # The checkouts the messages earned are raw rows now. Everything downstream of
+            # them is rebuilt as of the world's end before the summary and the syncs read it
+            # (the measurement models are rebuilt with the report).
+            console.rule("dbt build of what the checkouts changed")
+            run_dbt("build", ["--select", "stg_events+", "stg_orders+", "quarantined_records+",
+                              "stg_collapsed_records+", "--exclude", *MEASUREMENT_SELECTION,
+                              "--vars", json.dumps({"as_of": when.isoformat()})], settings)
+            _publish(settings)
+    if not skip_build:
         console.rule("Summary")
-    # Read-write on purpose: dbt-duckdb may still hold the file open in this process, and DuckDB
-    # refuses a second connection with a different configuration.
     con = connect(settings.duckdb_path, wait_seconds=30)
     try:
         for section in SECTIONS:
             renderable = section(con, stats)
             if renderable is not None:
                 console.print(renderable)
-        if not skip_build:
-            # As `headwater build` does: syncs and sensors read published snapshots, never the
-            # warehouse file. This process holds the file, so publish on its connection.
-            publish(settings, con=con)
     finally:
         con.close()
     if not skip_build and not no_sync:
         console.rule("Syncs to local stand-ins")
         console.print(sync_to_standins(settings))
-        console.rule("Journeys, replayed over the world's last two weeks")
-        from headwater.demo.journeys import replay_journeys  # stand-ins: demo only
-
-        console.print(replay_journeys(settings, when))
     if not skip_build:
         console.rule("Report")
         console.print(f"Report written to {measure_and_report(settings, when)}")
+
+
+def _publish(settings: Settings) -> None:
+    """As `headwater build` does: syncs, sensors and the journeys read published snapshots,
+    never the warehouse file."""
+    # Read-write on purpose: dbt-duckdb may still hold the file open in this process, and DuckDB
+    # refuses a second connection with a different configuration.
+    con = connect(settings.duckdb_path, wait_seconds=30)
+    try:
+        publish(settings, con=con)
+    finally:
+        con.close()
 
 
 def measure_and_report(settings: Settings, when: datetime) -> Path:

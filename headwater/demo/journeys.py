@@ -8,13 +8,17 @@ from live running, both because the published profiles are the world as of its e
 `Order Completed` events end instances at the right moment instead), and the journey state and
 cap ledger start empty on every demo run, like the warehouse.
 
-The world has no causal effect of messages built in (its orders were drawn before any journey
-ran), so the report's lift is an honest "no difference" with its interval.
+The world's orders were drawn before any journey ran, so the replay adds the customers' answers
+(headwater/demo/response.py): a delivered cart message is followed, with a stated probability,
+by that cart's checkout, landed in raw.events and raw.orders during the replay. The journey
+exits on it like on any checkout, and the report attributes its revenue to the send; held-out
+customers get no messages and so no answers, which is the lift the report should find.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from rich.table import Table
@@ -22,6 +26,7 @@ from rich.table import Table
 from activations.caps import CapLedger
 from activations.lock import SyncLock
 from headwater.config import Settings
+from headwater.demo.response import Responder, ResponseModel
 from headwater.demo.standins import DemoStandins
 from headwater.warehouse import connect
 from journeys.clock import ManualClock
@@ -40,9 +45,20 @@ def _replay_config(config: JourneysFile) -> JourneysFile:
     return config.model_copy(update={"journeys": journeys})
 
 
-def replay_journeys(settings: Settings, when: datetime, *, days: int = 14,
-                    tick: timedelta = timedelta(minutes=10)) -> Table:
-    """Run every journey over the world's last `days`; a table of what each step did."""
+@dataclass(frozen=True)
+class Replay:
+    """What a replay did: a table of every decision, and the checkouts the messages earned."""
+
+    table: Table
+    recoveries: int
+
+
+def replay_journeys(settings: Settings, when: datetime, *, seed: int, days: int = 14,
+                    tick: timedelta = timedelta(minutes=10),
+                    response: ResponseModel | None = None) -> Replay:
+    """Run every journey over the world's last `days`, its customers answering the cart
+    messages (`response`); what each step did and how many checkouts landed."""
+    response = response or ResponseModel()
     locations = FastPathLocations.from_settings(settings)
     config = _replay_config(load_journeys(locations.journeys_file))
     for path in (locations.state, locations.ledger):
@@ -67,12 +83,17 @@ def replay_journeys(settings: Settings, when: datetime, *, days: int = 14,
                         environ=st.destinations_environ(
                             [s.action.destination for j in config.journeys for s in j.steps],
                             os.environ))
+        # Journeys about a cart: their messages are what a checkout can answer.
+        responder = Responder(state, warehouse,
+                              {j.name for j in config.journeys if j.trigger.key == "cart_id"},
+                              seed=seed, model=response)
         try:
             moment = start
             while moment < when:
                 moment = min(moment + tick, when)
                 clock.set(moment)
                 totals.add(fast.run_until_idle())
+                responder.respond(until=when)
             fast.flush_activity()
             rows = state.execute(
                 """select journey, coalesce(step, ''), event, count(*) from journal
@@ -84,10 +105,12 @@ def replay_journeys(settings: Settings, when: datetime, *, days: int = 14,
             state.close()
             warehouse.close()
     table = Table(title=f"Journeys replayed over the last {days} days "
-                  f"({totals.events:,} events, {totals.sent:,} sent)", title_justify="left")
+                  f"({totals.events:,} events, {totals.sent:,} sent)", title_justify="left",
+                  caption=f"{responder.landed:,} checkouts answered a message (the demo's "
+                  f"response model: {response.describe()})", caption_justify="left")
     for col in ("journey", "step", "decision", "count"):
         table.add_column(col, justify="right" if col == "count" else "left")
     for journey, step, event, count in rows:
         table.add_row(journey, step, event, f"{count:,}")
-    return table
+    return Replay(table, responder.landed)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,61 @@ def test_demo_syncs_reference_audiences_to_standins(tmp_path: Path,
     for flow in flows:
         assert f'data-series="{flow}"' in html
     assert figures.totals()["sends"] > 0
+
+    _check_recoveries(db)
+
+
+def _check_recoveries(db: Path) -> None:
+    """The checkouts the replay's customers made in answer to messages (demo/response.py)."""
+    import sqlite3
+
+    import duckdb
+
+    from headwater.demo.response import Responder, ResponseModel
+
+    con = duckdb.connect(str(db))
+    state = sqlite3.connect(db.parent / "journey_state.sqlite",
+                            detect_types=sqlite3.PARSE_DECLTYPES)
+    try:
+        recoveries = con.execute("""
+            select json_extract_string(e.properties, '$.cart_id'), e."timestamp", a.flow,
+                a.sent_at
+            from raw.events e
+            left join attribution_orders a
+                on a.order_id = json_extract_string(e.properties, '$.order_id')
+            where e.message_id like 'recovery-%'""").fetchall()
+        # Seed 7 at this as_of answers 3 of its cart messages (a fixed world, fixed draws).
+        assert len(recoveries) >= 1
+        for cart_id, at, flow, sent_at in recoveries:
+            # billed to the profile and earned by the message before it...
+            assert flow is not None and flow.startswith("cart_abandonment."), cart_id
+            assert sent_at < at
+            # ...which ended the journey there: no message of that cart went out after it.
+            status, reason, holdout, instance = state.execute(
+                "select status, end_reason, holdout, instance_id from instances "
+                "where entry_key = ?", [cart_id]).fetchone()
+            assert (status, reason, holdout) == ("exited", "Order Completed", 0)
+            assert state.execute(
+                "select count(*) from outbox o join deliveries d using (idempotency_key) "
+                "where o.instance_id = ? and o.action = 'send' and d.attempted_at > ?",
+                [instance, at]).fetchone() == (0,)
+
+        # Whatever the rate, a held-out customer never answers (they got nothing) and no cart
+        # is checked out twice.
+        everyone = Responder(state, con, {"cart_abandonment"}, seed=7,
+                             model=ResponseModel(recovery={"email": 1.0, "sms": 1.0}))
+        assert everyone.respond(until=datetime(2100, 1, 1)) > 0
+        assert con.execute("""
+            select count(*) from (
+                select json_extract_string(properties, '$.cart_id') as cart_id
+                from raw.events where event = 'Order Completed'
+                group by all having count(distinct message_id) > 1)""").fetchone() == (0,)
+        answered = {r[0] for r in con.execute(
+            "select json_extract_string(properties, '$.cart_id') from raw.events "
+            "where message_id like 'recovery-%'").fetchall()}
+        held_out = {r[0] for r in state.execute(
+            "select entry_key from instances where holdout").fetchall()}
+        assert held_out and not answered & held_out
+    finally:
+        state.close()
+        con.close()
