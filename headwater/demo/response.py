@@ -68,6 +68,7 @@ class Responder:
         self.cart_journeys = cart_journeys
         self.seed = seed
         self.model = model or ResponseModel()
+        self._since = datetime.min  # sends before it were all seen (ties are in _seen)
         self._seen: set[str] = set()
         self._recovered: set[str] = set()  # instances: a cart is checked out once
         self.landed = 0
@@ -85,14 +86,16 @@ class Responder:
             join deliveries d on d.idempotency_key = o.idempotency_key
                 and d.status = 'delivered'
             where o.action = 'send' and not i.holdout and o.journey in ({marks})
+              and d.attempted_at >= ?
             order by d.attempted_at, o.idempotency_key""",
-            sorted(self.cart_journeys),
+            [*sorted(self.cart_journeys), self._since],
         ).fetchall()
         landed = 0
         for key, instance_id, profile_id, channel, sent_at in rows:
             if key in self._seen:
                 continue
             self._seen.add(key)
+            self._since = max(self._since, sent_at)
             rate = self.model.recovery.get(channel, 0.0)
             if instance_id in self._recovered or _uniform(self.seed, key, "answer") >= rate:
                 continue
