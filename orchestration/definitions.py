@@ -16,6 +16,7 @@ from journeys.config import load_journeys
 from journeys.runtime import FastPathLocations
 from orchestration.dbt_assets import build_dbt_assets, build_schedule, dbt_resource
 from orchestration.fastpath import build_fastpath_sensor, journey_asset_specs
+from orchestration.maintenance import landing_compaction_job, landing_compaction_schedule
 from orchestration.measurement import build_measurement_report, measurement_checks
 from orchestration.observability import (
     alert_on_check_failure,
@@ -50,8 +51,8 @@ def build_definitions(locations: Locations | None = None) -> Definitions:
             build_measurement_report([dbt_models]),
         ],
         asset_checks=[raw_landing_freshness, measurement_checks],
-        jobs=[freshness_job],
-        schedules=[build_schedule(dbt_models), freshness_schedule],
+        jobs=[freshness_job, landing_compaction_job],
+        schedules=[build_schedule(dbt_models), freshness_schedule, landing_compaction_schedule],
         sensors=[
             *build_audience_sensors(specs, status),
             build_fastpath_sensor(fast, journeys, status),
