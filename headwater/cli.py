@@ -7,6 +7,7 @@ import click
 from headwater.commands.audience import audience
 from headwater.commands.build import build
 from headwater.commands.collect import collect
+from headwater.commands.compact import compact
 from headwater.commands.demo import demo
 from headwater.commands.fastpath import fastpath
 from headwater.commands.journey import journey
@@ -23,6 +24,7 @@ def cli() -> None:
 
 cli.add_command(build)
 cli.add_command(collect)
+cli.add_command(compact)
 cli.add_command(demo)
 cli.add_command(fastpath)
 cli.add_command(journey)

@@ -68,3 +68,24 @@ def test_compaction_is_scheduled_in_the_code_location(world: World) -> None:
     schedule = world.defs.get_schedule_def("landing_compaction_schedule")
     assert schedule.job_name == "landing_compaction"
     assert schedule.cron_schedule == "*/5 * * * *"
+
+
+def test_compact_command_runs_the_same_pass(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from headwater.cli import cli
+
+    landing_dir = tmp_path / "landing"
+    config = CollectorConfig.from_env({"HEADWATER_WRITE_KEY": KEY}, port=0,
+                                      landing_dir=landing_dir, handoff=False)
+    with Collector(config) as running:
+        for _ in range(3):
+            _post(running.url, 2)
+    before = _rows(landing_dir)
+    out = CliRunner().invoke(cli, ["compact", "--landing-dir", str(landing_dir),
+                                   "--min-age", "0"])
+    assert out.exit_code == 0, out.output
+    assert "Merged 3 files into 1 (6 rows" in out.output
+    assert _rows(landing_dir) == before
+    missing = CliRunner().invoke(cli, ["compact", "--landing-dir", str(tmp_path / "none")])
+    assert missing.exit_code != 0 and "No landing folder" in missing.output
