@@ -141,6 +141,19 @@ def append(folder: Path, kind: str, rows: Rows) -> Path | None:
     return landing.write_atomic(folder / kind, name, table)
 
 
+def rows_table(kind: str, rows: Sequence[Sequence[Any]]) -> pa.Table:
+    """Rows as tuples in the schema's column order, as a Table of `kind`: converted a column
+    at a time, without a dict per row (the journeys worker hands its rows over like this).
+    Aware datetimes are converted to naive UTC, like `append` does for dicts."""
+    schema = SCHEMAS[kind]
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    if len(columns) != len(schema):
+        raise ValueError(f"{kind} rows have {len(columns)} columns, the contract {len(schema)}")
+    return pa.Table.from_arrays(
+        [pa.array(values, f.type) for values, f in zip(columns, schema, strict=True)],
+        schema=schema)
+
+
 def read_sql(folder: Path, kind: str) -> str:
     """A DuckDB FROM-clause expression over every file of `kind` (raw: not deduplicated)."""
     ensure_layout(folder)

@@ -62,7 +62,7 @@ from journeys.dispatch import Dispatcher, StepClient
 from journeys.feed import FeedBatch, FeedWriter
 from journeys.profiles import ProfileIndex, ProfileLookup, event_identifiers
 from journeys.sources import EventSource
-from journeys.state import CATALOG, DELIVERY_COLUMNS, JOURNAL_COLUMNS
+from journeys.state import CATALOG, DELIVERY_COLUMNS, JOURNAL_COLUMNS, feed_marks
 
 CART_EVENTS = {"Product Added": 1, "Product Removed": -1}
 # Consent of subjects the warehouse does not know yet: dbt's `consent_without_record` default
@@ -107,6 +107,9 @@ INSTANCE_COLUMNS = tuple(f.name for f in fields(Instance))
 _INSTANCE_ROW = operator.attrgetter(*INSTANCE_COLUMNS)
 _JOURNAL_ROW = operator.itemgetter(*JOURNAL_COLUMNS)
 _DELIVERY_ROW = operator.itemgetter(*DELIVERY_COLUMNS)
+# The state tables the activity feed carries, their columns (the feed's, in its order) and kind.
+_FEED = (("journal", JOURNAL_COLUMNS, activity.JOURNEY_EVENTS),
+         ("deliveries", DELIVERY_COLUMNS, activity.DELIVERIES))
 
 
 @dataclass
@@ -213,6 +216,13 @@ class FastPath:
         # In-memory DuckDB that evaluates step conditions (SQL) over due instances' contexts.
         self._sql = duckdb.connect()
         self._feed: FeedWriter | None = None  # write-behind, see write_behind()
+        # The activity feed is written from memory (journeys/feed.py says why): per feed table,
+        # its rows committed and not yet handed over (column tuples) and the rowid of the last;
+        # `_exported` is the table's durable feed mark. Together with a write in flight they
+        # are exactly the rows past the mark.
+        self._unfed: dict[str, list[tuple[Any, ...]]] = {}
+        self._unfed_upto: dict[str, int] = {}
+        self._exported: dict[str, int] = {}
         self._load()
 
     # ---- loading and saving -------------------------------------------------------------
@@ -272,6 +282,8 @@ class FastPath:
                   and i.status = 'exited'"""
             ).fetchall()
         }
+        self._exported = feed_marks(self.con)
+        self._refill_feed()
 
     def _schedule(self, inst: Instance) -> None:
         if inst.next_due_at is not None and inst.status == "active":
@@ -336,16 +348,16 @@ class FastPath:
                 con.executemany(f"insert into {CATALOG}.cart_lines values (?, ?, ?, ?, ?)",
                                 [(iid, sku, *vals) for iid in ids
                                  for sku, vals in self.lines.get(iid, {}).items()])
-            if self._journal:
+            journal = [_JOURNAL_ROW(r) for r in self._journal]
+            if journal:
                 con.executemany(
                     f"insert or ignore into {CATALOG}.journal ({', '.join(JOURNAL_COLUMNS)}) "
-                    f"values ({', '.join('?' * len(JOURNAL_COLUMNS))})",
-                    [_JOURNAL_ROW(r) for r in self._journal])
-            if self._deliveries:
+                    f"values ({', '.join('?' * len(JOURNAL_COLUMNS))})", journal)
+            deliveries = [_DELIVERY_ROW(r) for r in self._deliveries]
+            if deliveries:
                 con.executemany(
                     f"insert into {CATALOG}.deliveries ({', '.join(DELIVERY_COLUMNS)}) "
-                    f"values ({', '.join('?' * len(DELIVERY_COLUMNS))})",
-                    [_DELIVERY_ROW(r) for r in self._deliveries])
+                    f"values ({', '.join('?' * len(DELIVERY_COLUMNS))})", deliveries)
             if watermark is not None:
                 added, floor = self.source.checkpoint()
                 if floor is not None:
@@ -366,6 +378,8 @@ class FastPath:
                 )
             con.execute("commit")
             self._ready += ready
+            self._committed_to_feed("journal", journal)
+            self._committed_to_feed("deliveries", deliveries)
             if watermark is not None:
                 self._mark = watermark
         except BaseException:
@@ -987,45 +1001,58 @@ class FastPath:
         self._feed = FeedWriter(self.activity_dir, state_path)
 
     def flush_activity(self, *, wait: bool = True) -> int:
-        """Append unexported journal rows and deliveries to the activity feed; returns the rows
-        handed over. With write-behind and `wait` false the files are written on the feed
-        thread and marked exported at a later call, once durable."""
-        if self._feed is not None:
-            for done in self._feed.finished(block=wait):
-                self._mark_exported(done)
-            if self._feed.busy:
-                return 0
-        batches = self._unexported() if self.activity_dir is not None else []
-        if self._feed is not None and not wait:
-            self._feed.submit(batches)  # a checkpoint even when there are no rows
-            return sum(len(b.rows) for b in batches)
-        for batch in batches:
-            # A crash between the append and the update appends these rows again next time:
-            # readers deduplicate on the contract key.
-            assert self.activity_dir is not None
-            batch.append(self.activity_dir, batch.rows)
-            self._mark_exported(batch)
+        """Append the journal rows and deliveries not yet in the activity feed to it; returns
+        the rows handed over. With write-behind and `wait` false the files are written on the
+        feed thread and the marks moved at a later call, once durable."""
+        try:
+            if self._feed is not None:
+                for done in self._feed.finished(block=wait):
+                    self._mark_exported(done)
+                if self._feed.busy:
+                    return 0
+            batches = self._take_unfed()
+            if self._feed is not None and not wait:
+                self._feed.submit(batches)  # a checkpoint even when there are no rows
+                return sum(len(b.rows) for b in batches)
+            for batch in batches:
+                # A crash between the append and the mark appends these rows again next time:
+                # readers deduplicate on the contract key.
+                assert self.activity_dir is not None
+                batch.write(self.activity_dir)
+                self._mark_exported(batch)
+        except BaseException:
+            self._refill_feed()  # a failed write's rows go again, read from the state
+            raise
         return sum(len(b.rows) for b in batches)
 
-    def _unexported(self) -> list[FeedBatch]:
-        batches = []
-        for table, columns, append in (
-            ("journal", JOURNAL_COLUMNS, activity.append_journey_events),
-            ("deliveries", DELIVERY_COLUMNS, activity.append_deliveries),
-        ):
-            rows = self.con.execute(
-                f"select rowid, {', '.join(columns)} from {CATALOG}.{table} where exported = 0 "
-                "order by rowid"
-            ).fetchall()
-            if rows:
-                batches.append(FeedBatch(
-                    table, rows[-1][0], append,
-                    [dict(zip(columns, r[1:], strict=True)) for r in rows]))
+    def _committed_to_feed(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        if rows and self.activity_dir is not None:
+            self._unfed[table] += rows
+            (self._unfed_upto[table],) = self.con.execute(
+                f"select max(rowid) from {CATALOG}.{table}").fetchone() or (0,)
+
+    def _take_unfed(self) -> list[FeedBatch]:
+        batches = [FeedBatch(table, kind, self._unfed_upto[table], self._unfed[table])
+                   for table, _, kind in _FEED if self._unfed.get(table)]
+        for batch in batches:
+            self._unfed[batch.table] = []
         return batches
 
+    def _refill_feed(self) -> None:
+        """The rows past each durable feed mark, from the state: at start (rows a crash or
+        another driver left), after a failed write, after a rollback (a write in flight then
+        may be appended twice, which readers deduplicate)."""
+        for table, columns, _ in _FEED:
+            rows = [] if self.activity_dir is None else self.con.execute(
+                f"select rowid, {', '.join(columns)} from {CATALOG}.{table} where rowid > ? "
+                "order by rowid", [self._exported[table]]).fetchall()
+            self._unfed[table] = [r[1:] for r in rows]
+            self._unfed_upto[table] = rows[-1][0] if rows else self._exported[table]
+
     def _mark_exported(self, batch: FeedBatch) -> None:
-        self.con.execute(f"update {CATALOG}.{batch.table} set exported = 1 "
-                         "where exported = 0 and rowid <= ?", [batch.last_rowid])
+        self.con.execute(f"insert or replace into {CATALOG}.feed_marks values (?, ?)",
+                         [batch.table, batch.last_rowid])
+        self._exported[batch.table] = batch.last_rowid
 
     def close(self) -> None:
         self._dispatcher.close()

@@ -18,8 +18,9 @@ Tables:
     cart_lines   items folded from the instance's trigger events (sku -> name, price, quantity)
     outbox       one row per intended action, committed before the request is made; the
                  idempotency key is stable, so a crash re-sends with the same key
-    journal      every decision, with `exported` until it reached the activity feed
-    deliveries   every delivery attempt, idem
+    journal      every decision
+    deliveries   every delivery attempt
+    feed_marks   per table above, the rowid up to which its rows reached the activity feed
     watermarks   per event source: the received_at up to which events were processed
     source_files per event source: the files read within its lookback window (journeys/sources.py)
 """
@@ -114,8 +115,7 @@ _DDL = (
         occurred_at timestamp,
         due_at timestamp,
         latency_ms real,
-        recorded_at timestamp,
-        exported boolean not null default 0
+        recorded_at timestamp
     )""",
     f"""create table if not exists {CATALOG}.deliveries (
         source varchar,
@@ -135,8 +135,7 @@ _DDL = (
         response_code integer,
         error varchar,
         external_id varchar,
-        attempted_at timestamp,
-        exported boolean not null default 0
+        attempted_at timestamp
     )""",
     f"""create table if not exists {CATALOG}.watermarks (
         source varchar primary key,
@@ -153,9 +152,16 @@ _DDL = (
     f"create index if not exists {CATALOG}.outbox_instance on outbox (instance_id)",
     f"create index if not exists {CATALOG}.instances_status on instances (status)",
     f"create index if not exists {CATALOG}.cart_lines_instance on cart_lines (instance_id)",
-    f"create index if not exists {CATALOG}.journal_unexported on journal (exported)",
-    f"create index if not exists {CATALOG}.deliveries_unexported on deliveries (exported)",
+    f"""create table if not exists {CATALOG}.feed_marks (
+        table_name varchar primary key,
+        exported_rowid integer not null
+    )""",
 )
+
+# The state tables the activity feed carries (journeys/feed.py). Their rows are only ever
+# appended, so what reached the feed is a prefix: one mark per table, not a flag per row (a
+# flag cost an index entry per insert and an update of every row once a second).
+FEED_TABLES = ("journal", "deliveries")
 
 # Columns of the journal and deliveries tables that the activity feed carries: the feed's
 # contract, so the two cannot drift apart.
@@ -186,7 +192,30 @@ def open_state(path: Path) -> sqlite3.Connection:
     con.execute("pragma synchronous=normal")
     for ddl in _DDL:
         con.execute(ddl)
+    _adopt_exported_flags(con)
     return con
+
+
+def feed_marks(con: sqlite3.Connection) -> dict[str, int]:
+    """Per feed table, the rowid up to which its rows are durable in the activity feed."""
+    marks = dict(con.execute(f"select table_name, exported_rowid from {CATALOG}.feed_marks"))
+    return {table: int(marks.get(table, 0)) for table in FEED_TABLES}
+
+
+def _adopt_exported_flags(con: sqlite3.Connection) -> None:
+    """A state file from before feed_marks flagged each row `exported`: its mark is the row
+    before the first unexported one (rows were always flagged up to a rowid, so a prefix)."""
+    for table in FEED_TABLES:
+        columns = {r[1] for r in con.execute(f"pragma {CATALOG}.table_info({table})")}
+        known = con.execute(f"select 1 from {CATALOG}.feed_marks where table_name = ?",
+                            [table]).fetchone()
+        if "exported" not in columns or known:
+            continue
+        (mark,) = con.execute(
+            f"select coalesce((select min(rowid) - 1 from {CATALOG}.{table} where exported = 0),"
+            f" (select max(rowid) from {CATALOG}.{table}), 0)").fetchone()
+        con.execute(f"insert into {CATALOG}.feed_marks values (?, ?)", [table, mark])
+        con.execute(f"drop index if exists {CATALOG}.{table}_unexported")
 
 
 def open_state_read_only(path: Path) -> sqlite3.Connection:

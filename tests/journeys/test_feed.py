@@ -3,6 +3,7 @@ file is durable, every row reaches the feed once, and a failed write loses nothi
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta as td
 from pathlib import Path
 
@@ -11,11 +12,14 @@ import pytest
 from journey_testkit import harness
 
 from headwater import activity
+from journeys.state import feed_marks, open_state
 
 
 def _exported(con, table: str) -> tuple[int, int]:
-    return con.execute(f"select count(*) filter (where exported = 1), count(*) from {table}"
-                       ).fetchone()
+    """(rows up to the table's feed mark, rows)."""
+    mark = feed_marks(con)[table]
+    return con.execute(f"select count(*) filter (where rowid <= ?), count(*) from {table}",
+                       [mark]).fetchone()
 
 
 def _feed_keys(folder: Path) -> list[tuple[str, str]]:
@@ -64,3 +68,51 @@ def test_a_failed_write_leaves_the_rows_for_the_next_flush(tmp_path: Path) -> No
         done, total = _exported(fast.con, "journal")
         assert done == total > 0
         assert len(_feed_keys(feed)) == total
+
+
+def test_rows_a_stopped_process_left_reach_the_feed_once(tmp_path: Path) -> None:
+    with harness(tmp_path) as h:
+        fast = h.open()
+        for i in range(2):
+            h.track("Signed Up", user_id=f"u{i}", traits={"email": f"u{i}@example.com"})
+        h.at(td(seconds=1))
+        fast.flush_activity()  # these reach the feed
+        h.track("Signed Up", user_id="u7", traits={"email": "u7@example.com"})
+        h.at(td(seconds=2))  # committed, never handed to the feed: the process stops here
+        done, total = _exported(fast.con, "journal")
+        assert 0 < done < total
+        fast = h.open()  # a new process finds them past the mark, in the state
+        fast.flush_activity()
+        done, total = _exported(fast.con, "journal")
+        assert done == total
+        keys = _feed_keys(tmp_path / "activity")
+        assert len(keys) == total == len(set(keys))
+        assert any("u7" in k[0] for k in keys)
+
+
+def test_a_state_file_with_exported_flags_adopts_them_as_its_mark(tmp_path: Path) -> None:
+    """State files before feed_marks flagged each row; the rows before the first unflagged one
+    are in the feed, and nothing after it is lost."""
+    path = tmp_path / "journey_state.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("create table journal (event_id varchar primary key, journey varchar, "
+                "exported boolean not null default 0)")
+    con.execute("create index journal_unexported on journal (exported)")
+    con.executemany("insert into journal (event_id, exported) values (?, ?)",
+                    [("a", 1), ("b", 1), ("c", 0), ("d", 0)])
+    con.commit()
+    con.close()
+    state = open_state(path)
+    try:
+        assert feed_marks(state) == {"journal": 2, "deliveries": 0}
+        indexes = {r[0] for r in state.execute("select name from sqlite_master where type = "
+                                               "'index'")}
+        assert "journal_unexported" not in indexes
+        state.execute("insert into journal (event_id) values ('e')")  # new rows: past the mark
+    finally:
+        state.close()
+    again = open_state(path)
+    try:
+        assert feed_marks(again) == {"journal": 2, "deliveries": 0}
+    finally:
+        again.close()
