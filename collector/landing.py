@@ -146,13 +146,36 @@ def fsync_dir(folder: Path) -> None:
 
 
 def remove_temporaries(landing_dir: Path) -> int:
-    """Delete half-written files left by a crash; they were never acknowledged."""
+    """Delete half-written files left by a crash; they were never acknowledged.
+
+    Only those of writers that are gone (write_atomic names its temporaries with its pid): a
+    compaction pass (`headwater compact`, the Dagster schedule) may be writing one right now,
+    and taking it away would fail that pass.
+    """
     removed = 0
     for sub in (EVENTS, QUARANTINE):
         for tmp in (landing_dir / sub).glob(".*.tmp"):
+            if _writer_alive(tmp.name):
+                continue
             tmp.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def _writer_alive(temporary: str) -> bool:
+    """Whether the process that named `.<name>.<pid>-<random>.tmp` still runs (False for a
+    name without a pid; a pid reused since only keeps the leftover until the next start)."""
+    try:
+        pid = int(temporary.rsplit(".", 2)[-2].split("-", 1)[0])
+    except (IndexError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
 
 
 def landed_files(folder: Path) -> list[LandedFile]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -130,6 +131,24 @@ def test_write_atomic_leaves_no_partial_file_on_failure(tmp_path: Path) -> None:
     landing.remove_temporaries(tmp_path)
     assert [p.name for p in folder.iterdir()] == [landing.SCHEMA_FILE]
     assert landed(tmp_path) == []
+
+
+def test_start_up_leaves_the_temporaries_of_live_writers(tmp_path: Path) -> None:
+    """A collector starting while a compaction writes its merged file must not take that file
+    away; a crashed writer's leftovers go."""
+    import subprocess
+    import sys
+
+    landing.ensure_layout(tmp_path)
+    folder = tmp_path / "events"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = folder / f".1-2.parquet.{int(gone.stdout)}-0a1b2c3d.tmp"
+    live = folder / f".3-4-compacted.parquet.{os.getpid()}-0a1b2c3d.tmp"
+    for path in (dead, live):
+        path.write_bytes(b"partial")
+    assert landing.remove_temporaries(tmp_path) == 1
+    assert not dead.exists() and live.exists()
 
 
 def test_processes_starting_together_can_each_lay_out_the_folder(tmp_path: Path) -> None:
