@@ -55,14 +55,14 @@ from activations.destinations.base import (
     RecordResult,
 )
 from activations.templates import TemplateRenderError
-from headwater import activity, snapshots
+from headwater import snapshots
 from journeys.clock import Clock, utc_now
 from journeys.config import Journey, JourneyConfigError, JourneysFile, Step, StepKind
 from journeys.dispatch import Dispatcher, StepClient
-from journeys.feed import FeedBatch, FeedWriter
+from journeys.feed import FeedQueue, FeedWriter
 from journeys.profiles import ProfileIndex, ProfileLookup, event_identifiers
 from journeys.sources import EventSource
-from journeys.state import CATALOG, DELIVERY_COLUMNS, JOURNAL_COLUMNS, feed_marks
+from journeys.state import CATALOG, DELIVERY_COLUMNS, JOURNAL_COLUMNS
 
 CART_EVENTS = {"Product Added": 1, "Product Removed": -1}
 # Consent of subjects the warehouse does not know yet: dbt's `consent_without_record` default
@@ -107,9 +107,6 @@ INSTANCE_COLUMNS = tuple(f.name for f in fields(Instance))
 _INSTANCE_ROW = operator.attrgetter(*INSTANCE_COLUMNS)
 _JOURNAL_ROW = operator.itemgetter(*JOURNAL_COLUMNS)
 _DELIVERY_ROW = operator.itemgetter(*DELIVERY_COLUMNS)
-# The state tables the activity feed carries, their columns (the feed's, in its order) and kind.
-_FEED = (("journal", JOURNAL_COLUMNS, activity.JOURNEY_EVENTS),
-         ("deliveries", DELIVERY_COLUMNS, activity.DELIVERIES))
 
 
 @dataclass
@@ -216,13 +213,8 @@ class FastPath:
         # In-memory DuckDB that evaluates step conditions (SQL) over due instances' contexts.
         self._sql = duckdb.connect()
         self._feed: FeedWriter | None = None  # write-behind, see write_behind()
-        # The activity feed is written from memory (journeys/feed.py says why): per feed table,
-        # its rows committed and not yet handed over (column tuples) and the rowid of the last;
-        # `_exported` is the table's durable feed mark. Together with a write in flight they
-        # are exactly the rows past the mark.
-        self._unfed: dict[str, list[tuple[Any, ...]]] = {}
-        self._unfed_upto: dict[str, int] = {}
-        self._exported: dict[str, int] = {}
+        # The activity feed is written from the rows each commit makes (journeys/feed.py).
+        self._feed_queue = FeedQueue(con, enabled=activity_dir is not None)
         self._load()
 
     # ---- loading and saving -------------------------------------------------------------
@@ -282,8 +274,7 @@ class FastPath:
                   and i.status = 'exited'"""
             ).fetchall()
         }
-        self._exported = feed_marks(self.con)
-        self._refill_feed()
+        self._feed_queue.refill()
 
     def _schedule(self, inst: Instance) -> None:
         if inst.next_due_at is not None and inst.status == "active":
@@ -378,8 +369,8 @@ class FastPath:
                 )
             con.execute("commit")
             self._ready += ready
-            self._committed_to_feed("journal", journal)
-            self._committed_to_feed("deliveries", deliveries)
+            self._feed_queue.committed("journal", journal)
+            self._feed_queue.committed("deliveries", deliveries)
             if watermark is not None:
                 self._mark = watermark
         except BaseException:
@@ -1007,10 +998,10 @@ class FastPath:
         try:
             if self._feed is not None:
                 for done in self._feed.finished(block=wait):
-                    self._mark_exported(done)
+                    self._feed_queue.mark(done)
                 if self._feed.busy:
                     return 0
-            batches = self._take_unfed()
+            batches = self._feed_queue.take()
             if self._feed is not None and not wait:
                 self._feed.submit(batches)  # a checkpoint even when there are no rows
                 return sum(len(b.rows) for b in batches)
@@ -1019,40 +1010,11 @@ class FastPath:
                 # readers deduplicate on the contract key.
                 assert self.activity_dir is not None
                 batch.write(self.activity_dir)
-                self._mark_exported(batch)
+                self._feed_queue.mark(batch)
         except BaseException:
-            self._refill_feed()  # a failed write's rows go again, read from the state
+            self._feed_queue.refill()  # a failed write's rows go again, read from the state
             raise
         return sum(len(b.rows) for b in batches)
-
-    def _committed_to_feed(self, table: str, rows: list[tuple[Any, ...]]) -> None:
-        if rows and self.activity_dir is not None:
-            self._unfed[table] += rows
-            (self._unfed_upto[table],) = self.con.execute(
-                f"select max(rowid) from {CATALOG}.{table}").fetchone() or (0,)
-
-    def _take_unfed(self) -> list[FeedBatch]:
-        batches = [FeedBatch(table, kind, self._unfed_upto[table], self._unfed[table])
-                   for table, _, kind in _FEED if self._unfed.get(table)]
-        for batch in batches:
-            self._unfed[batch.table] = []
-        return batches
-
-    def _refill_feed(self) -> None:
-        """The rows past each durable feed mark, from the state: at start (rows a crash or
-        another driver left), after a failed write, after a rollback (a write in flight then
-        may be appended twice, which readers deduplicate)."""
-        for table, columns, _ in _FEED:
-            rows = [] if self.activity_dir is None else self.con.execute(
-                f"select rowid, {', '.join(columns)} from {CATALOG}.{table} where rowid > ? "
-                "order by rowid", [self._exported[table]]).fetchall()
-            self._unfed[table] = [r[1:] for r in rows]
-            self._unfed_upto[table] = rows[-1][0] if rows else self._exported[table]
-
-    def _mark_exported(self, batch: FeedBatch) -> None:
-        self.con.execute(f"insert or replace into {CATALOG}.feed_marks values (?, ?)",
-                         [batch.table, batch.last_rowid])
-        self._exported[batch.table] = batch.last_rowid
 
     def close(self) -> None:
         self._dispatcher.close()

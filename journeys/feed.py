@@ -25,6 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from headwater import activity
+from journeys.state import CATALOG, DELIVERY_COLUMNS, JOURNAL_COLUMNS, feed_marks
+
+# Per state table the feed carries: its columns (the feed's, in the feed's order) and kind.
+_FEED = {"journal": (JOURNAL_COLUMNS, activity.JOURNEY_EVENTS),
+         "deliveries": (DELIVERY_COLUMNS, activity.DELIVERIES)}
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,54 @@ class FeedBatch:
 
     def write(self, activity_dir: Path) -> None:
         activity.append(activity_dir, self.kind, activity.rows_table(self.kind, self.rows))
+
+
+class FeedQueue:
+    """The journal and delivery rows not yet handed to the feed, kept by the stepping thread.
+
+    Per table: the rows its commits made since the last hand-over (tuples in the feed's column
+    order) and the rowid of the last; and its durable feed mark. Together with a write in
+    flight, the rows queued are exactly those past the mark. `enabled` false (no activity
+    folder) keeps nothing: the rows wait in the state for a driver that has one.
+    """
+
+    def __init__(self, con: sqlite3.Connection, *, enabled: bool) -> None:
+        self.con = con
+        self.enabled = enabled
+        self._rows: dict[str, list[tuple[Any, ...]]] = {t: [] for t in _FEED}
+        self._upto: dict[str, int] = {}
+
+    def committed(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        """Rows a commit just made durable in `table`."""
+        if rows and self.enabled:
+            self._rows[table] += rows
+            (self._upto[table],) = self.con.execute(
+                f"select max(rowid) from {CATALOG}.{table}").fetchone() or (0,)
+
+    def take(self) -> list[FeedBatch]:
+        """Hand over what is queued, a batch per table."""
+        batches = [FeedBatch(table, kind, self._upto[table], self._rows[table])
+                   for table, (_, kind) in _FEED.items() if self._rows[table]]
+        for batch in batches:
+            self._rows[batch.table] = []
+        return batches
+
+    def mark(self, batch: FeedBatch) -> None:
+        """`batch` is durable in the feed: its table's mark moves past it."""
+        self.con.execute(f"insert or replace into {CATALOG}.feed_marks values (?, ?)",
+                         [batch.table, batch.last_rowid])
+
+    def refill(self) -> None:
+        """The rows past each durable mark, from the state: at start (rows a crash or another
+        driver left), after a failed write, after a rollback (a write in flight then may be
+        appended twice, which readers deduplicate)."""
+        marks = feed_marks(self.con)
+        for table, (columns, _) in _FEED.items():
+            rows = [] if not self.enabled else self.con.execute(
+                f"select rowid, {', '.join(columns)} from {CATALOG}.{table} where rowid > ? "
+                "order by rowid", [marks[table]]).fetchall()
+            self._rows[table] = [r[1:] for r in rows]
+            self._upto[table] = rows[-1][0] if rows else marks[table]
 
 
 class FeedWriter:
