@@ -22,6 +22,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from activations import state
 from activations.destinations.base import (
@@ -88,6 +89,20 @@ class AckWriter:
         self._batches: list[pa.RecordBatch] = []
         self._rows = 0
         self._last_flush = time.monotonic()
+        # The outbox rowids (lowest, highest) of the intents read since the last flush: where
+        # the flush's fold finds them (state.fold_acks). None: read the whole outbox.
+        self._rowids: tuple[int, int] | None = None
+        self._rowids_known = True
+
+    def read_at(self, rowids: tuple[int, int] | None) -> None:
+        """The answers added next are of intents read at these outbox rowids (lowest,
+        highest). None: unknown, so the next flush reads the whole outbox."""
+        if rowids is None:
+            self._rowids_known = False
+        elif self._rowids is None:
+            self._rowids = rowids
+        else:
+            self._rowids = (min(self._rowids[0], rowids[0]), max(self._rowids[1], rowids[1]))
 
     def add_batch(
         self, records: Sequence[Record], attempts: Sequence[int],
@@ -149,7 +164,8 @@ class AckWriter:
                 self.con.execute(f"insert into {SCHEMA}.delivery_records ({names}) "
                                  f"select {names} from hw_ack_batch")
                 folded = state.fold_acks(self.con, self.sync_name, "hw_ack_batch",
-                                         self.max_attempts)
+                                         self.max_attempts,
+                                         self._rowids if self._rowids_known else None)
                 self.con.execute("commit")
             except BaseException:
                 self.con.execute("rollback")
@@ -160,6 +176,7 @@ class AckWriter:
         self._batches = []
         self._rows = 0
         self._last_flush = time.monotonic()
+        self._rowids, self._rowids_known = None, True
 
 
 @dataclass
@@ -273,6 +290,8 @@ def drain(
     acks = AckWriter(con, sync_name, run_id, flush_rows=min(flush_rows, page_rows),
                      max_attempts=max_attempts)
     reader_con = con.cursor()
+    limit = _setting(con, "memory_limit")
+    vacuum = _setting(con, "max_vacuum_tasks")
     encoded = _encoded_ok(destination, mapper)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hw-send")
     inflight: tuple[Future[Any], _Job] | None = None
@@ -288,14 +307,26 @@ def drain(
             progress(counts.sent, total)
         return stopped
 
+    # No checkpoint during the drain merges the outbox's row groups that have deletes (its
+    # vacuum, restored after): each page deletes the intents it delivered, and a checkpoint
+    # triggered by a page's commit rewrote the partly deleted row groups of the whole outbox,
+    # payloads included: in a first sync of 10M members that took DuckDB's whole budget (240
+    # MB) for a moment, at 1M far less. Row groups a drain empties are dropped without it; the
+    # rest are merged by the next checkpoint outside a drain. Rows then also keep their rowids
+    # (AckWriter.read_at). Between pages, DuckDB's cache of table blocks is let go of
+    # (_release_cache).
+    con.execute("set max_vacuum_tasks = 0")
     try:
         for action in ACTION_ORDER:
             fast = encoded and action != Action.REMOVE
             record = record_json_sql(mapper.columns) if fast else "payload"
             previous: set[str] = set()
             while True:
+                _release_cache(con, limit)
+                # rowid: where the page's fold finds these intents (AckWriter.read_at).
                 reader = reader_con.sql(
-                    f"""select idempotency_key, profile_id, attempts + 1 as attempt, {record}
+                    f"""select idempotency_key, profile_id, attempts + 1 as attempt, {record},
+                           rowid
                     from {SCHEMA}.outbox
                     where sync_name = ? and status = 'pending' and action = ?
                       and last_run_id is distinct from ?
@@ -314,11 +345,14 @@ def drain(
                             raise RuntimeError(
                                 f"sync {sync_name}: an intent was read again in pass {run_id}")
                         keys.update(page_keys)
+                        span = pc.min_max(batch.column(4))
+                        rowids = (span["min"].as_py(), span["max"].as_py())
                         job: _Job | None
                         if fast:
-                            job = _encoded_job(batch, action, destination, acks, counts)
+                            job = _encoded_job(batch, action, destination, acks, counts, rowids)
                         else:
-                            job = _record_job(batch, action, destination, mapper, acks, counts)
+                            job = _record_job(batch, action, destination, mapper, acks, counts,
+                                              rowids)
                         if inflight is not None and (stopped := settle()):
                             counts.stopped = stopped
                             return counts
@@ -342,10 +376,44 @@ def drain(
             with contextlib.suppress(Exception):
                 settle()
         executor.shutdown(wait=True)
-        acks.flush()
+        try:
+            acks.flush()
+        finally:
+            con.execute(f"set max_vacuum_tasks = {int(vacuum or 100)}")
         counts.folded = acks.folded
         reader_con.close()
     return counts
+
+
+def _setting(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    row = con.execute("select current_setting(?)", [name]).fetchone()
+    return str(row[0]) if row and row[0] is not None else None
+
+
+# What the drain lowers DuckDB's memory limit to for a moment between pages.
+RELEASE_FLOOR = "1MB"
+
+
+def _release_cache(con: duckdb.DuckDBPyConnection, limit: str | None) -> None:
+    """Let go of the table blocks DuckDB keeps cached, by lowering its memory limit for a
+    moment (it evicts what is not pinned) and setting it back to `limit`.
+
+    DuckDB keeps every block a query read or a commit wrote cached up to its memory limit. A
+    drain reads and writes new blocks with every page (the page's intents, its delivery
+    records, the state it folds into, and the checkpoints those commits trigger), so without
+    this a first sync of 10M filled the sync's whole budget with blocks it never reads again,
+    while one of 1M stayed below it: peak memory grew with the audience. Evicting a clean
+    block costs nothing, and the next page reads only its own blocks again. (DuckDB reads the
+    limit back rounded to 0.1 MiB, so the first release may lower it by up to 0.05 MiB.)
+    """
+    if not limit:
+        return
+    try:
+        con.execute(f"set memory_limit = '{RELEASE_FLOOR}'")
+    except duckdb.Error:
+        pass  # more than the floor is pinned: what could be evicted was
+    finally:
+        con.execute(f"set memory_limit = '{limit}'")
 
 
 def _encoded_ok(destination: Destination, mapper: RecordMapper) -> bool:
@@ -370,7 +438,7 @@ def _call(send: Callable[[], Any]) -> Callable[[], Any]:
 
 def _encoded_job(
     batch: pa.RecordBatch, action: Action, destination: Destination, acks: AckWriter,
-    counts: DrainCounts,
+    counts: DrainCounts, rowids: tuple[int, int] | None = None,
 ) -> _Job:
     keys_arr, profiles, attempts = batch.column(0), batch.column(1), batch.column(2)
     keys: list[str] = keys_arr.to_pylist()
@@ -403,6 +471,7 @@ def _encoded_job(
                     reason = span.rejected.get(keys[i])
                     if reason is not None:
                         status[i], errors[i] = Outcome.REJECTED.value, reason
+        acks.read_at(rowids)
         acks.add_arrays(keys_arr, profiles, attempts, status, codes, errors, action)
         delivered = status.count(Outcome.DELIVERED.value)
         rejected = status.count(Outcome.REJECTED.value)
@@ -424,6 +493,7 @@ def _record_job(
     mapper: RecordMapper,
     acks: AckWriter,
     counts: DrainCounts,
+    rowids: tuple[int, int] | None = None,
 ) -> _Job | None:
     keys = batch.column(0).to_pylist()
     profiles = batch.column(1).to_pylist()
@@ -448,6 +518,7 @@ def _record_job(
         records.append(Record(profile_id, action, fields, key))
         record_attempts.append(attempt)
     if failed:
+        acks.read_at(rowids)
         acks.add_batch(failed, failed_attempts, failed_results, action)
         counts.rejected += len(failed)
         counts.sent += len(failed)
@@ -473,6 +544,7 @@ def _record_job(
                 or RecordResult(rec.idempotency_key, Outcome.RETRY, None, "no result returned")
                 for rec in records
             ]
+        acks.read_at(rowids)
         acks.add_batch(records, record_attempts, results, action)
         for result in results:
             if result.outcome == Outcome.DELIVERED:

@@ -432,12 +432,21 @@ def fold(
 
 
 def fold_acks(
-    con: duckdb.DuckDBPyConnection, sync_name: str, acks: str, max_attempts: int
+    con: duckdb.DuckDBPyConnection, sync_name: str, acks: str, max_attempts: int,
+    rowids: tuple[int, int] | None = None,
 ) -> FoldCounts:
     """Apply answers just recorded (`acks`: a relation of delivery_records rows, one per
     intent) to the outbox and the state; call inside the transaction that records them, so an
-    answer is never recorded without being applied, nor applied twice."""
-    return _apply_acks(con, sync_name, acks, [], max_attempts)
+    answer is never recorded without being applied, nor applied twice.
+
+    `rowids`: the outbox rowids (lowest, highest) the answered intents were read at, by the
+    drain's page. The fold then reads only those row groups of the outbox instead of the
+    whole table: a first sync of N rows in pages of P read N/P times the outbox, N^2/P rows,
+    and DuckDB cached what it read (peak memory grew with N). A rowid is only a hint: a
+    checkpoint may move rows (row groups with deletes are merged), so unless every answered
+    intent is found in the range the fold reads the whole outbox, as without one.
+    """
+    return _apply_acks(con, sync_name, acks, [], max_attempts, rowids)
 
 
 def close_pass(
@@ -463,7 +472,7 @@ def _close(
 
 def _apply_acks(
     con: duckdb.DuckDBPyConnection, sync_name: str, source: str, params: list[Any],
-    max_attempts: int,
+    max_attempts: int, rowids: tuple[int, int] | None = None,
 ) -> FoldCounts:
     """Delivered intents move into the sync state (appended to its log) and leave the outbox;
     rejections raise the attempt count and dead-letter the intent at `max_attempts`; anything
@@ -491,18 +500,31 @@ def _apply_acks(
         "from hw_acks"
     ).fetchone() or (0, 0)
     # Each statement below reads the outbox: skipped when it has nothing to do (a first
-    # sync's answers are all deliveries), since the drain applies its answers page by page.
+    # sync's answers are all deliveries), since the drain applies its answers page by page;
+    # and only the rows in `rowids` when all the answered intents are there (fold_acks).
+    within = ""
+    if rowids is not None and (delivered or other):
+        lo, hi = int(rowids[0]), int(rowids[1])
+        in_range = f"o.rowid between {lo} and {hi}"
+        found = con.execute(
+            f"select count(*) from {SCHEMA}.outbox o join hw_acks a using (idempotency_key) "
+            f"where o.sync_name = ? and {in_range}",
+            [sync_name],
+        ).fetchone()
+        if found and found[0] == delivered + other:
+            within = f" and {in_range}"
     if delivered:
-        delivered = _apply_delivered(con, sync_name)
+        delivered = _apply_delivered(con, sync_name, within)
     counts: tuple[Any, ...] = (0, 0, 0)
     if other:
-        counts = _apply_other(con, sync_name, max_attempts)
+        counts = _apply_other(con, sync_name, max_attempts, within)
     con.execute("drop table hw_acks")
     return FoldCounts(int(delivered), int(counts[0]), int(counts[1]), int(counts[2]))
 
 
-def _apply_delivered(con: duckdb.DuckDBPyConnection, sync_name: str) -> int:
-    """Delivered intents still open (once applied they are gone); how many."""
+def _apply_delivered(con: duckdb.DuckDBPyConnection, sync_name: str, within: str = "") -> int:
+    """Delivered intents still open (once applied they are gone); how many. `within`: a
+    further condition on the outbox rows `o` (the rowids they are at: _apply_acks)."""
     con.execute(
         f"""create or replace temp table hw_done as
         select o.profile_id, o.action, o.row_hash, o.identifiers, o.idempotency_key,
@@ -510,7 +532,7 @@ def _apply_delivered(con: duckdb.DuckDBPyConnection, sync_name: str) -> int:
                    select run_id from {SCHEMA}.sync_first_plans where sync_name = ?
                ) and o.action = 'add' as first_plan_add
         from {SCHEMA}.outbox o join hw_acks a using (idempotency_key)
-        where o.sync_name = ? and a.delivered""",
+        where o.sync_name = ? and a.delivered{within}""",
         [sync_name, sync_name],
     )
     # Two delivered intents of one member (one resumed, one planned later): the later
@@ -525,7 +547,7 @@ def _apply_delivered(con: duckdb.DuckDBPyConnection, sync_name: str) -> int:
     )
     done = con.execute(
         f"""delete from {SCHEMA}.outbox o using hw_done d
-        where o.sync_name = ? and o.idempotency_key = d.idempotency_key""",
+        where o.sync_name = ? and o.idempotency_key = d.idempotency_key{within}""",
         [sync_name],
     ).fetchone()
     con.execute("drop table hw_done")
@@ -533,7 +555,7 @@ def _apply_delivered(con: duckdb.DuckDBPyConnection, sync_name: str) -> int:
 
 
 def _apply_other(
-    con: duckdb.DuckDBPyConnection, sync_name: str, max_attempts: int
+    con: duckdb.DuckDBPyConnection, sync_name: str, max_attempts: int, within: str = ""
 ) -> tuple[Any, ...]:
     """Rejections and unanswered intents; (rejected, dead, pending) among them after."""
     con.execute(
@@ -548,7 +570,7 @@ def _apply_other(
                           else 'rejected' end
         from hw_acks a
         where o.sync_name = ? and o.idempotency_key = a.idempotency_key and not a.delivered
-          and o.last_run_id is distinct from a.last_run_id""",
+          and o.last_run_id is distinct from a.last_run_id{within}""",
         [max_attempts, sync_name],
     )
     row = con.execute(
@@ -557,7 +579,7 @@ def _apply_other(
             count(*) filter (where o.status = 'dead'),
             count(*) filter (where o.status = 'pending')
         from {SCHEMA}.outbox o join hw_acks a using (idempotency_key)
-        where o.sync_name = ? and not a.delivered""",
+        where o.sync_name = ? and not a.delivered{within}""",
         [sync_name],
     ).fetchone()
     return tuple(row) if row else (0, 0, 0)
