@@ -16,6 +16,7 @@ API (small on purpose; sync export and the journeys runtime both use it):
     folder = activity_dir(settings)
     append_deliveries(folder, rows_or_table)      # list of dicts or a pyarrow Table
     append_journey_events(folder, rows_or_table)
+    rows_table(kind, tuples)                      # tuples in the schema's order -> Table
 
 Atomicity: a file is written under a hidden name (`.<name>.<pid>-<random>.tmp`, no glob
 matches it), fsynced, renamed into place and the directory fsynced, so a reader sees a file

@@ -73,3 +73,19 @@ def test_columns_outside_the_contract_are_refused(tmp_path: Path) -> None:
         activity.append_deliveries(tmp_path, [{"flow": "x", "colour": "red"}])
     with pytest.raises(ValueError, match="not in the activity contract"):
         activity.append_journey_events(tmp_path, pa.table({"colour": ["red"]}))
+
+
+def test_rows_as_tuples_become_the_contract_table(tmp_path: Path) -> None:
+    """What the journeys worker hands the feed: tuples in the schema's column order."""
+    names = activity.JOURNEY_EVENT_SCHEMA.names
+    local = datetime(2025, 1, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
+    row = tuple({"event_id": "e1", "holdout": False, "occurred_at": local,
+                 "latency_ms": 3.5}.get(n) for n in names)
+    table = activity.rows_table(activity.JOURNEY_EVENTS, [row])
+    assert table.schema == activity.JOURNEY_EVENT_SCHEMA
+    assert table.column("occurred_at")[0].as_py() == datetime(2025, 1, 1, 12, 0)  # naive UTC
+    activity.append(tmp_path, activity.JOURNEY_EVENTS, table)
+    sql = activity.read_sql(tmp_path, activity.JOURNEY_EVENTS)
+    assert duckdb.sql(f"select event_id, latency_ms from {sql}").fetchall() == [("e1", 3.5)]
+    with pytest.raises(ValueError, match="columns"):
+        activity.rows_table(activity.JOURNEY_EVENTS, [row[:-1]])
