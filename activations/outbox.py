@@ -92,17 +92,17 @@ class AckWriter:
         # The outbox rowids (lowest, highest) of the intents read since the last flush: where
         # the flush's fold finds them (state.fold_acks). None: read the whole outbox.
         self._rowids: tuple[int, int] | None = None
-        self._rowids_known = True
 
-    def read_at(self, rowids: tuple[int, int] | None) -> None:
+    def read_at(self, rowids: tuple[int | None, int | None]) -> None:
         """The answers added next are of intents read at these outbox rowids (lowest,
-        highest). None: unknown, so the next flush reads the whole outbox."""
-        if rowids is None:
-            self._rowids_known = False
-        elif self._rowids is None:
-            self._rowids = rowids
-        else:
-            self._rowids = (min(self._rowids[0], rowids[0]), max(self._rowids[1], rowids[1]))
+        highest; None for an empty batch, which adds no answer). Only a hint: the fold reads
+        the whole outbox unless every answered intent is in the range."""
+        lo, hi = rowids
+        if lo is None or hi is None:
+            return
+        if self._rowids is not None:
+            lo, hi = min(lo, self._rowids[0]), max(hi, self._rowids[1])
+        self._rowids = (lo, hi)
 
     def add_batch(
         self, records: Sequence[Record], attempts: Sequence[int],
@@ -164,8 +164,7 @@ class AckWriter:
                 self.con.execute(f"insert into {SCHEMA}.delivery_records ({names}) "
                                  f"select {names} from hw_ack_batch")
                 folded = state.fold_acks(self.con, self.sync_name, "hw_ack_batch",
-                                         self.max_attempts,
-                                         self._rowids if self._rowids_known else None)
+                                         self.max_attempts, self._rowids)
                 self.con.execute("commit")
             except BaseException:
                 self.con.execute("rollback")
@@ -176,7 +175,7 @@ class AckWriter:
         self._batches = []
         self._rows = 0
         self._last_flush = time.monotonic()
-        self._rowids, self._rowids_known = None, True
+        self._rowids = None
 
 
 @dataclass
@@ -438,7 +437,7 @@ def _call(send: Callable[[], Any]) -> Callable[[], Any]:
 
 def _encoded_job(
     batch: pa.RecordBatch, action: Action, destination: Destination, acks: AckWriter,
-    counts: DrainCounts, rowids: tuple[int, int] | None = None,
+    counts: DrainCounts, rowids: tuple[int | None, int | None],
 ) -> _Job:
     keys_arr, profiles, attempts = batch.column(0), batch.column(1), batch.column(2)
     keys: list[str] = keys_arr.to_pylist()
@@ -493,7 +492,7 @@ def _record_job(
     mapper: RecordMapper,
     acks: AckWriter,
     counts: DrainCounts,
-    rowids: tuple[int, int] | None = None,
+    rowids: tuple[int | None, int | None],
 ) -> _Job | None:
     keys = batch.column(0).to_pylist()
     profiles = batch.column(1).to_pylist()
