@@ -36,6 +36,7 @@ from activations.destinations.base import (
 )
 from activations.diff import plan_chunk_rows
 from activations.jsonfast import loads
+from activations.memory import release_cache, setting
 from activations.state import SCHEMA, FoldCounts
 from activations.templates import CompiledTemplates, TemplateRenderError
 
@@ -289,8 +290,8 @@ def drain(
     acks = AckWriter(con, sync_name, run_id, flush_rows=min(flush_rows, page_rows),
                      max_attempts=max_attempts)
     reader_con = con.cursor()
-    limit = _setting(con, "memory_limit")
-    vacuum = _setting(con, "max_vacuum_tasks")
+    limit = setting(con, "memory_limit")
+    vacuum = setting(con, "max_vacuum_tasks")
     encoded = _encoded_ok(destination, mapper)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hw-send")
     inflight: tuple[Future[Any], _Job] | None = None
@@ -313,7 +314,10 @@ def drain(
     # MB) for a moment, at 1M far less. Row groups a drain empties are dropped without it; the
     # rest are merged by the next checkpoint outside a drain. Rows then also keep their rowids
     # (AckWriter.read_at). Between pages, DuckDB's cache of table blocks is let go of
-    # (_release_cache).
+    # (memory.release_cache): every page reads and writes new blocks (its intents, its
+    # delivery records, the state it folds into, the checkpoints those commits trigger), and
+    # without it a first sync of 10M filled the sync's whole budget with blocks it never read
+    # again, while one of 1M stayed below it.
     con.execute("set max_vacuum_tasks = 0")
     try:
         for action in ACTION_ORDER:
@@ -321,7 +325,7 @@ def drain(
             record = record_json_sql(mapper.columns) if fast else "payload"
             previous: set[str] = set()
             while True:
-                _release_cache(con, limit)
+                release_cache(con, limit)
                 # rowid: where the page's fold finds these intents (AckWriter.read_at).
                 reader = reader_con.sql(
                     f"""select idempotency_key, profile_id, attempts + 1 as attempt, {record},
@@ -382,37 +386,6 @@ def drain(
         counts.folded = acks.folded
         reader_con.close()
     return counts
-
-
-def _setting(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
-    row = con.execute("select current_setting(?)", [name]).fetchone()
-    return str(row[0]) if row and row[0] is not None else None
-
-
-# What the drain lowers DuckDB's memory limit to for a moment between pages.
-RELEASE_FLOOR = "1MB"
-
-
-def _release_cache(con: duckdb.DuckDBPyConnection, limit: str | None) -> None:
-    """Let go of the table blocks DuckDB keeps cached, by lowering its memory limit for a
-    moment (it evicts what is not pinned) and setting it back to `limit`.
-
-    DuckDB keeps every block a query read or a commit wrote cached up to its memory limit. A
-    drain reads and writes new blocks with every page (the page's intents, its delivery
-    records, the state it folds into, and the checkpoints those commits trigger), so without
-    this a first sync of 10M filled the sync's whole budget with blocks it never reads again,
-    while one of 1M stayed below it: peak memory grew with the audience. Evicting a clean
-    block costs nothing, and the next page reads only its own blocks again. (DuckDB reads the
-    limit back rounded to 0.1 MiB, so the first release may lower it by up to 0.05 MiB.)
-    """
-    if not limit:
-        return
-    try:
-        con.execute(f"set memory_limit = '{RELEASE_FLOOR}'")
-    except duckdb.Error:
-        pass  # more than the floor is pinned: what could be evicted was
-    finally:
-        con.execute(f"set memory_limit = '{limit}'")
 
 
 def _encoded_ok(destination: Destination, mapper: RecordMapper) -> bool:

@@ -237,6 +237,16 @@ def state_log_exists(con: duckdb.DuckDBPyConnection, sync_name: str) -> bool:
     return _table_exists(con, state_log_table(sync_name))
 
 
+def state_rows(con: duckdb.DuckDBPyConnection, sync_name: str) -> int:
+    """At least as many rows as the sync's current state has (its base and its log), 0 before
+    its first plan: what sizes the work of a whole-audience compare."""
+    if not state_exists(con, sync_name):
+        return 0
+    log = state_log_table(sync_name)
+    return _rows(con, state_table(sync_name)) + (
+        _rows(con, log) if state_log_exists(con, sync_name) else 0)
+
+
 def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     try:
         con.execute(f"select 1 from {table} limit 0")

@@ -197,6 +197,54 @@ def test_whole_audience_compared_when_the_cursor_cannot_vouch(
     wh.close()
 
 
+@pytest.mark.parametrize("mode", ["mirror", "upsert", "append"])
+def test_the_whole_audience_compare_in_partitions_is_the_same_diff(
+    tmp_path: Path, receiver: BatchReceiver, hook_env: dict[str, str], mode: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past COMPARE_PARTITION_ROWS state rows the compare runs in hash partitions, under its
+    own memory budget: the same adds, updates and removes as one join, and the sync's budget
+    is back afterwards."""
+    settings = _settings(tmp_path)
+    spec = hook_sync(batch_size=50, mode=mode)
+    wh = duckdb.connect(str(settings.duckdb_path))
+    make_audience(wh, [member(i) for i in range(60)])
+    publish(settings, con=wh)
+    assert _sync(settings, spec, hook_env, tmp_path).ok
+    wh.execute("update audience_test set first_name = 'Changed' where profile_id in "
+               "('p1', 'p7', 'p30')")
+    wh.execute("delete from audience_test where profile_id in ('p2', 'p40')")
+    make_audience(wh, [member(i) for i in range(60, 65)], name="joined")
+    wh.execute("insert into audience_test select * from joined")
+    publish(settings, con=wh)
+    wh.close()
+    joins: list[str] = []
+    diff = diff_sql.diff_sql
+
+    def counted(*args: object) -> str:
+        sql = diff(*args)  # type: ignore[arg-type]
+        joins.append(sql)
+        return sql
+
+    monkeypatch.setattr(diff_sql, "diff_sql", counted)
+    with reader_connection(settings) as (con, _):
+        plan = prepare(con, spec).plan
+        budget = con.execute("select current_setting('memory_limit')").fetchone()
+        whole = _diff_rows(con, plan, None)
+        assert len(joins) == 1
+        monkeypatch.setattr(diff_sql, "COMPARE_PARTITION_ROWS", 8)
+        assert _diff_rows(con, plan, None) == whole
+        assert len(joins) == 1 + 60 // 8 + 1
+        assert con.execute("select current_setting('memory_limit')").fetchone() == budget
+    expected = {"mirror": {"add": 5, "update": 3, "remove": 2},
+                "upsert": {"add": 5, "update": 3},
+                "append": {"send": 8, "leave": 2}}[mode]
+    actions: dict[str, int] = {}
+    for _, action, _ in whole:
+        actions[action] = actions.get(action, 0) + 1
+    assert actions == expected
+
+
 def test_the_sync_connection_has_a_bounded_memory_budget(tmp_path: Path) -> None:
     """HEADWATER_SYNC_MEMORY_LIMIT bounds it (DuckDB's default is 80% of RAM)."""
     env = {"HEADWATER_DUCKDB_PATH": str(tmp_path / "wh.duckdb")}

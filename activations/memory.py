@@ -1,0 +1,92 @@
+"""DuckDB's memory budget on a sync connection: read it, lower it for a while, empty its cache.
+
+A sync connection runs under `HEADWATER_SYNC_MEMORY_LIMIT` (headwater/snapshots.py). DuckDB
+keeps every block a query read or a commit wrote cached up to that limit, so what a sync holds
+follows what it touched unless a phase lowers the limit (its working set is then spilled to
+the connection's temp directory) or lets the cache go.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
+
+# What release_cache lowers DuckDB's memory limit to for a moment.
+RELEASE_FLOOR = "1MB"
+
+_UNITS = {
+    "": 1, "b": 1, "byte": 1, "bytes": 1,
+    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def _parse(size: str) -> tuple[float, int]:
+    match = _SIZE.match(size)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _UNITS:
+        raise ValueError(
+            f"{size!r} is not a memory size: write a number and a unit, e.g. '256MB' or '1GiB'"
+        )
+    return float(match.group(1)), _UNITS[unit]
+
+
+def size_bytes(size: str) -> int:
+    """Bytes in a DuckDB size: what `set memory_limit` takes ('256MB') or reads back
+    ('244.1 MiB')."""
+    number, unit = _parse(size)
+    return round(number * unit)
+
+
+def _set_limit(con: duckdb.DuckDBPyConnection, size: str) -> None:
+    """Set the limit to `size`, a value DuckDB read back or one a user wrote. DuckDB reads a
+    limit back truncated to 0.1 of its binary unit ('244.1 MiB' for 256MB), and setting that
+    text again would truncate it once more (244.0 MiB): a read-back value is set to the middle
+    of the step it stands for, which reads back the same."""
+    number, unit = _parse(size)
+    step = unit // 20 if unit in (2**10, 2**20, 2**30, 2**40) else 0
+    con.execute(f"set memory_limit = '{round(number * unit) + step}B'")
+
+
+def setting(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    """The current value of one of the connection's settings, as text."""
+    row = con.execute("select current_setting(?)", [name]).fetchone()
+    return str(row[0]) if row and row[0] is not None else None
+
+
+@contextmanager
+def lowered_limit(con: duckdb.DuckDBPyConnection, limit: str) -> Iterator[None]:
+    """Run the block under `limit`, or under the connection's own limit when that is lower;
+    the limit is set back afterwards, whatever happens."""
+    current = setting(con, "memory_limit")
+    if current and size_bytes(current) <= size_bytes(limit):
+        yield
+        return
+    con.execute(f"set memory_limit = '{limit}'")
+    try:
+        yield
+    finally:
+        if current:
+            _set_limit(con, current)
+        else:
+            con.execute("reset memory_limit")
+
+
+def release_cache(con: duckdb.DuckDBPyConnection, limit: str | None) -> None:
+    """Let go of the table blocks DuckDB keeps cached, by lowering its memory limit for a
+    moment (it evicts what is not pinned) and setting it back to `limit`.
+
+    Evicting a clean block costs nothing, and the next query reads only its own blocks again.
+    """
+    if not limit:
+        return
+    try:
+        con.execute(f"set memory_limit = '{RELEASE_FLOOR}'")
+    except duckdb.Error:
+        pass  # more than the floor is pinned: what could be evicted was
+    finally:
+        _set_limit(con, limit)
