@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +41,7 @@ import duckdb
 from activations.config import Mode, SyncConfigError
 from activations.consent import consent_column, consent_predicate
 from activations.destinations.base import Channel
-from activations.memory import lowered_limit
+from activations.memory import lowered_limit, release_cache, setting
 from activations.state import (
     SCHEMA,
     Cursor,
@@ -204,10 +204,24 @@ def state_sql(con: duckdb.DuckDBPyConnection, sync_name: str) -> str:
     )
 
 
+PART_SALT = "headwater.part"
+
+
+def _in_part(column: str, k: int, parts: int) -> str:
+    """True for the profiles of part k of `parts`: the same profile lands in the same part on
+    every side of a diff (one hash of its key)."""
+    if parts == 1:
+        return "true"
+    # Salted: audiences and tests sample members by hash(profile_id) % n themselves, and 1%
+    # churn picked that way put half of the changed profiles in one part of the plain hash.
+    return f"hash(cast({column} as varchar), '{PART_SALT}') % {int(parts)} = {int(k)}"
+
+
 def _candidates(
-    con: duckdb.DuckDBPyConnection, plan: SyncPlan, changes: Changes
+    con: duckdb.DuckDBPyConnection, plan: SyncPlan, changes: Changes, part: str = "true"
 ) -> tuple[str, str]:
-    """Materialize the incremental plan's candidates; return (audience rows, state rows).
+    """Materialize the incremental plan's candidates (those of one part: `part`, a predicate
+    on profile_id); return (audience rows, state rows).
 
     hw_keys: every profile the plan compares. hw_rows: their current audience rows, from the
     latest change row of each profile (an upsert carries the whole new row) and, for profiles
@@ -215,7 +229,7 @@ def _candidates(
     (profile_id, row_hash, identifiers), derived from the log where it can be (module
     docstring) and read from the state table for the rest.
     """
-    open_keys = f"select profile_id from {SCHEMA}.outbox where sync_name = ?"
+    open_keys = f"select profile_id from {SCHEMA}.outbox where sync_name = ? and {part}"
     derive = changes.relation is not None and changes.old_rows and plan.mode != Mode.UPSERT
     # Only the columns the plan reads are kept (the rows of 1% churn are many at 10M).
     columns = ", ".join(_q(c) for c in _read_columns(plan))
@@ -229,7 +243,8 @@ def _candidates(
             select {columns}, {CHANGE}{previous},
                    {SEQ} = max({SEQ}) over w as _hw_latest,
                    {SEQ} = min({SEQ}) over w as _hw_earliest
-            from {changes.relation} window w as (partition by profile_id)"""
+            from {changes.relation} where {part}
+            window w as (partition by profile_id)"""
         )
         branches.append("select distinct cast(profile_id as varchar) as profile_id "
                         "from hw_changes")
@@ -281,7 +296,8 @@ def _candidates(
         )
         params.append(plan.sync_name)
         (opened,) = con.execute(
-            f"select count(*) from {SCHEMA}.outbox where sync_name = ?", [plan.sync_name]
+            f"select count(*) from {SCHEMA}.outbox where sync_name = ? and {part}",
+            [plan.sync_name]
         ).fetchone() or (0,)
         if opened:
             state += " union all " + probed(open_keys)
@@ -344,29 +360,27 @@ def compute_diff(
 ) -> dict[str, int]:
     """Materialize the diff as temp table hw_diff; return counts per action.
 
-    With `changes` (and not a full resync) only the candidates are compared, and their audience
-    rows and state are left in temp tables hw_rows and hw_state (`rows_relation` and
-    `state_relation` name where they are; `drop_plan_tables` drops them).
+    With `changes` (and not a full resync) only the candidates are compared; the audience rows
+    and state of the last part's candidates are left in temp tables hw_rows and hw_state
+    (`rows_relation`; `drop_plan_tables` drops them).
     """
-    if changes is not None and not full_resync:  # what rows_relation says, typed
-        rows, state = _candidates(con, plan, changes)
-        con.execute(f"create or replace temp table hw_diff as "
-                    f"{diff_sql(plan, full_resync, rows, state)}")
-    else:
-        _compare_whole(con, plan, full_resync)
-    con.execute("drop table if exists hw_keys")
-    dupes = con.execute(
-        "select profile_id from hw_diff group by profile_id having count(*) > 1 limit 3"
-    ).fetchall()
-    if dupes:
-        raise SyncConfigError(
-            f"sync {plan.sync_name}: audience {plan.audience} has more than one row for "
-            f"profile_id {', '.join(str(d[0]) for d in dupes)}; an audience must have one row "
-            "per member. Fix the model (deduplicate on profile_id) and run again."
-        )
+    for _ in diff_parts(con, plan, full_resync, changes):
+        pass
+    return diff_counts(con)
+
+
+def diff_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Rows of hw_diff per action."""
     counts = con.execute("select action, count(*) from hw_diff group by action").fetchall()
     return {str(a): int(n) for a, n in counts}
 
+
+# Candidates of an incremental plan compared at a time: the change rows after the cursor plus
+# the open intents. They are held in temp tables while they are compared and written (their
+# audience rows with the previous row of each, their state), so that a plan holding all of them
+# held memory in proportion to the churn: 40 MB more for the 100k change rows of 1% churn at
+# 10M members than for the 10k at 1M. In parts of this size it holds the same at any size.
+CANDIDATE_PART_ROWS = 10_000
 
 # The whole-audience compare's memory budget. Its join holds the state (the smaller side) in a
 # hash table, and DuckDB caches every block it reads up to its memory limit: under the sync's
@@ -374,47 +388,92 @@ def compute_diff(
 # this one it spills instead, and took no longer at 10M. The budget bounds the join's working
 # set only if the join is small enough to spill at all: DuckDB's external hash join needs
 # memory that grows with its build side (at 64MB, 4.5M state rows ran out of memory and 3.3M
-# did not; at 96MB 9M did), so past COMPARE_PARTITION_ROWS state rows the compare runs in
-# hash partitions of the profiles, each a join of its own and a scan of both sides.
+# did not; at 96MB 9M did), so past COMPARE_PART_ROWS state rows the compare runs in hash
+# parts of the profiles, each a join of its own and a scan of both sides.
 COMPARE_MEMORY_LIMIT = "96MB"
-COMPARE_PARTITION_ROWS = 4_000_000
+COMPARE_PART_ROWS = 4_000_000
 
 
-def _compare_whole(con: duckdb.DuckDBPyConnection, plan: SyncPlan, full_resync: bool) -> None:
-    """hw_diff for the whole audience against the whole state, in bounded memory."""
-    state = state_sql(con, plan.sync_name)
-    parts = max(1, -(-state_rows(con, plan.sync_name) // COMPARE_PARTITION_ROWS))
+def diff_parts(
+    con: duckdb.DuckDBPyConnection, plan: SyncPlan, full_resync: bool, changes: Changes | None,
+) -> Iterator[tuple[str, str, str]]:
+    """Compute the diff one part of the profiles at a time, appending each part to temp table
+    hw_diff; after each, yield (the part's diff, its members' audience rows, their state) as
+    relations, for the caller to write before the next part replaces them.
 
-    def part(relation: str, k: int) -> str:
-        if parts == 1:
-            return relation
-        # The same profile lands in the same partition on both sides: one hash of its key.
-        return (f"(select * from {relation} as p "
-                f"where hash(cast(p.profile_id as varchar)) % {parts} = {k})")
+    An incremental plan (`changes`, not a full resync) compares its candidates in parts of
+    CANDIDATE_PART_ROWS, a whole-audience plan the whole state in parts of COMPARE_PART_ROWS
+    (under COMPARE_MEMORY_LIMIT). One part (the usual case below those sizes) is hw_diff itself.
+    """
+    incremental = changes is not None and not full_resync
+    if changes is not None and incremental:
+        candidates = _rows_of(con, changes.relation) + _rows_of(
+            con, f"{SCHEMA}.outbox where sync_name = ?", [plan.sync_name])
+        parts = max(1, -(-candidates // CANDIDATE_PART_ROWS))
+    else:
+        state = state_sql(con, plan.sync_name)
+        parts = max(1, -(-state_rows(con, plan.sync_name) // COMPARE_PART_ROWS))
+    limit = setting(con, "memory_limit")
+    for k in range(parts):
+        if parts > 1:
+            # What the last part's queries left behind: DuckDB's cached blocks and the memory
+            # its allocator keeps after a query (memory.release_cache). At 10M members the ten
+            # parts of 1% churn otherwise added up to 40 MB more than the one part at 1M.
+            release_cache(con, limit)
+        target = "hw_diff" if parts == 1 else "hw_part"
+        if changes is not None and incremental:
+            rows, prior = _candidates(con, plan, changes, _in_part("profile_id", k, parts))
+            con.execute(f"create or replace temp table {target} as "
+                        f"{diff_sql(plan, full_resync, rows, prior)}")
+            con.execute("drop table if exists hw_keys")
+        else:
+            rows, prior = (_part_of(plan.audience, k, parts), _part_of(state, k, parts))
+            with lowered_limit(con, COMPARE_MEMORY_LIMIT):
+                con.execute(f"create or replace temp table {target} as "
+                            f"{diff_sql(plan, full_resync, rows, prior)}")
+        _check_one_row_per_member(con, plan, target)
+        if parts > 1:
+            con.execute("create or replace temp table hw_diff as select * from hw_part" if k == 0
+                        else "insert into hw_diff select * from hw_part")
+        yield target, rows, prior
 
-    with lowered_limit(con, COMPARE_MEMORY_LIMIT):
-        for k in range(parts):
-            sql = diff_sql(plan, full_resync, part(plan.audience, k), part(state, k))
-            con.execute(f"create or replace temp table hw_diff as {sql}" if k == 0
-                        else f"insert into hw_diff {sql}")
+
+def _rows_of(con: duckdb.DuckDBPyConnection, relation: str | None,
+             params: list[str] | None = None) -> int:
+    if relation is None:
+        return 0
+    (n,) = con.execute(f"select count(*) from {relation}", params or []).fetchone() or (0,)
+    return int(n)
+
+
+def _part_of(relation: str, k: int, parts: int) -> str:
+    if parts == 1:
+        return relation
+    return f"(select * from {relation} as p where {_in_part('p.profile_id', k, parts)})"
+
+
+def _check_one_row_per_member(con: duckdb.DuckDBPyConnection, plan: SyncPlan,
+                              diff: str) -> None:
+    dupes = con.execute(
+        f"select profile_id from {diff} group by profile_id having count(*) > 1 limit 3"
+    ).fetchall()
+    if dupes:
+        raise SyncConfigError(
+            f"sync {plan.sync_name}: audience {plan.audience} has more than one row for "
+            f"profile_id {', '.join(str(d[0]) for d in dupes)}; an audience must have one row "
+            "per member. Fix the model (deduplicate on profile_id) and run again."
+        )
 
 
 def rows_relation(plan: SyncPlan, full_resync: bool, changes: Changes | None) -> str:
-    """Where compute_diff leaves the audience rows of the members it diffed."""
+    """Where compute_diff leaves the audience rows of the members it diffed (an incremental
+    plan's: of its last part)."""
     return "hw_rows" if changes is not None and not full_resync else plan.audience
-
-
-def state_relation(con: duckdb.DuckDBPyConnection, plan: SyncPlan, full_resync: bool,
-                   changes: Changes | None) -> str:
-    """Where compute_diff read the sync state of the members it diffed."""
-    if changes is not None and not full_resync:
-        return "hw_state"
-    return state_sql(con, plan.sync_name)
 
 
 def drop_plan_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Drop what compute_diff left behind."""
-    for table in ("hw_diff", "hw_rows", "hw_state", "hw_plan"):
+    for table in ("hw_diff", "hw_part", "hw_keys", "hw_rows", "hw_state", "hw_plan"):
         con.execute(f"drop table if exists {table}")
 
 
@@ -487,55 +546,11 @@ def _write_plan(
     # Outside a transaction: nobody else writes the state (the sync lock, and DuckDB's lock on
     # the state file), and the audience is an immutable published snapshot or the warehouse.
     changes = None if full_resync else changes_since_cursor(con, plan, log)
-    by_action = compute_diff(con, plan, full_resync, changes)
-    rows = rows_relation(plan, full_resync, changes)
-    prior = state_relation(con, plan, full_resync, changes)
-    (total,) = con.execute("select count(*) from hw_diff").fetchone() or (0,)
-    chunk_rows = plan_chunk_rows(int(total), chunk_rows)
-    # The rows to write, numbered into chunks; an open intent for the same row is kept (its
-    # key and attempts) instead. This plan's own rows cannot match: one row per member.
-    con.execute(
-        f"""create or replace temp table hw_plan as
-        select d.profile_id, d.action, d.row_hash,
-               (row_number() over () - 1) // {int(chunk_rows)} as chunk
-        from hw_diff d
-        where d.action <> 'leave' and not exists (
-            select 1 from {SCHEMA}.outbox o where o.sync_name = ? and {match})""",
-        [plan.sync_name],
-    )
-    (chunks,) = con.execute("select coalesce(max(chunk) + 1, 0) from hw_plan").fetchone() or (0,)
-    chunked = chunks > 1 and rows == plan.audience
-    if chunked:
-        # A whole-audience plan joins the audience once, not once per chunk: its members'
-        # rows, in chunk order, so that each chunk reads only its own (zone maps on chunk).
-        _plan_inputs(con, plan, prior)
-    payload = _json_object(plan.payload_columns)
-    identifiers = _json_object(plan.identifier_columns)
-    for chunk in range(int(chunks)):
-        rows_k = f"(select * from hw_rows where chunk = {chunk})" if chunked else rows
-        prior_k = f"(select * from hw_state where chunk = {chunk})" if chunked else prior
-        con.execute("begin transaction")
-        try:
-            con.execute(
-                f"""insert into {SCHEMA}.outbox (sync_name, idempotency_key, run_id, profile_id,
-                    action, row_hash, payload, identifiers, status, attempts, created_at,
-                    updated_at)
-                select ?, md5(concat_ws(':', ?, ?, d.profile_id, d.action)), ?, d.profile_id,
-                    d.action, d.row_hash,
-                    case when d.action = 'remove' then s.identifiers else {payload} end,
-                    case when d.action = 'remove' then s.identifiers else {identifiers} end,
-                    'pending', 0, now(), now()
-                from (select * from hw_plan where chunk = {chunk}) d
-                left join {rows_k} a
-                  on d.action <> 'remove' and cast(a.profile_id as varchar) = d.profile_id
-                left join {prior_k} s
-                  on d.action = 'remove' and s.profile_id = d.profile_id""",
-                [plan.sync_name, plan.sync_name, run_id, run_id],
-            )
-            con.execute("commit")
-        except BaseException:
-            con.execute("rollback")
-            raise
+    whole = changes is None or full_resync
+    # Each part of the diff is written before the next is compared (diff_parts).
+    for diff, rows, prior in diff_parts(con, plan, full_resync, changes):
+        _write_part(con, plan, run_id, diff, rows, prior, chunk_rows, whole)
+    by_action = diff_counts(con)
     con.execute("begin transaction")
     try:
         note_first_plan(con, plan.sync_name, run_id)
@@ -580,13 +595,71 @@ def _write_plan(
     )
 
 
-def _plan_inputs(con: duckdb.DuckDBPyConnection, plan: SyncPlan, prior: str) -> None:
+def _write_part(
+    con: duckdb.DuckDBPyConnection, plan: SyncPlan, run_id: str, diff: str, rows: str,
+    prior: str, chunk_rows: int, whole: bool,
+) -> None:
+    """Write the outbox rows of one part of the diff (`diff`, with its members' audience `rows`
+    and state `prior`), a transaction per chunk."""
+    match = (
+        "o.profile_id = d.profile_id and o.action = d.action "
+        "and o.row_hash is not distinct from d.row_hash"
+    )
+    (total,) = con.execute(f"select count(*) from {diff}").fetchone() or (0,)
+    chunk_rows = plan_chunk_rows(int(total), chunk_rows)
+    # The rows to write, numbered into chunks; an open intent for the same row is kept (its
+    # key and attempts) instead. This plan's own rows cannot match: one row per member.
+    con.execute(
+        f"""create or replace temp table hw_plan as
+        select d.profile_id, d.action, d.row_hash,
+               (row_number() over () - 1) // {int(chunk_rows)} as chunk
+        from {diff} d
+        where d.action <> 'leave' and not exists (
+            select 1 from {SCHEMA}.outbox o where o.sync_name = ? and {match})""",
+        [plan.sync_name],
+    )
+    (chunks,) = con.execute("select coalesce(max(chunk) + 1, 0) from hw_plan").fetchone() or (0,)
+    chunked = chunks > 1 and whole
+    if chunked:
+        # A whole-audience plan joins the audience once, not once per chunk: its members'
+        # rows, in chunk order, so that each chunk reads only its own (zone maps on chunk).
+        _plan_inputs(con, plan, rows, prior)
+    payload = _json_object(plan.payload_columns)
+    identifiers = _json_object(plan.identifier_columns)
+    for chunk in range(int(chunks)):
+        rows_k = f"(select * from hw_rows where chunk = {chunk})" if chunked else rows
+        prior_k = f"(select * from hw_state where chunk = {chunk})" if chunked else prior
+        con.execute("begin transaction")
+        try:
+            con.execute(
+                f"""insert into {SCHEMA}.outbox (sync_name, idempotency_key, run_id, profile_id,
+                    action, row_hash, payload, identifiers, status, attempts, created_at,
+                    updated_at)
+                select ?, md5(concat_ws(':', ?, ?, d.profile_id, d.action)), ?, d.profile_id,
+                    d.action, d.row_hash,
+                    case when d.action = 'remove' then s.identifiers else {payload} end,
+                    case when d.action = 'remove' then s.identifiers else {identifiers} end,
+                    'pending', 0, now(), now()
+                from (select * from hw_plan where chunk = {chunk}) d
+                left join {rows_k} a
+                  on d.action <> 'remove' and cast(a.profile_id as varchar) = d.profile_id
+                left join {prior_k} s
+                  on d.action = 'remove' and s.profile_id = d.profile_id""",
+                [plan.sync_name, plan.sync_name, run_id, run_id],
+            )
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+
+
+def _plan_inputs(con: duckdb.DuckDBPyConnection, plan: SyncPlan, rows: str, prior: str) -> None:
     """The audience rows and prior state of a whole-audience plan's members only, with their
     chunk, as temp tables hw_rows and hw_state (what an incremental plan's candidates are)."""
     columns = ", ".join(f"a.{_q(c)}" for c in _read_columns(plan))
     con.execute(
         f"""create or replace temp table hw_rows as
-        select {columns}, p.chunk from {plan.audience} a
+        select {columns}, p.chunk from {rows} a
         join hw_plan p on p.action <> 'remove' and p.profile_id = cast(a.profile_id as varchar)
         order by p.chunk"""
     )
