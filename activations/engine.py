@@ -12,7 +12,7 @@ A run is made of passes, each recorded in headwater_state.sync_runs:
    are sent again with their original idempotency keys;
 3. sync: the diff is written to the outbox (in bounded transactions, the last of which
    commits the plan: a plan a killed run left half-written is deleted by the next run and made
-   again, diff.write_plan), then drained and folded (only the members changed since the last
+   again, plan.write_plan), then drained and folded (only the members changed since the last
    plan are compared when the audience is a published snapshot with a change log:
    `change_log`, activations/diff.py), a page of intents at a time (activations/outbox.py);
 4. export: the delivery records of finished passes go to the activity feed (when given one).
@@ -33,6 +33,7 @@ from typing import Any, cast
 import duckdb
 
 from activations import diff as diff_sql
+from activations import plan as plan_sql
 from activations import state
 from activations.activity_export import export_deliveries
 from activations.caps import CapLedger, CappedDestination
@@ -274,7 +275,7 @@ def _passes(
     run_id = _new_run_id()
     state.start_pass(con, run_id, spec.name, "sync", spec.mode.value, full_resync)
     result.run_ids.append(run_id)
-    planned = diff_sql.write_plan(con, prepared.plan, run_id, full_resync, resume_id,
+    planned = plan_sql.write_plan(con, prepared.plan, run_id, full_resync, resume_id,
                                   change_log)
     result.planned = planned.by_action
     result.incremental = planned.incremental
@@ -330,7 +331,7 @@ def _dry_run(
     changes = None if full_resync else diff_sql.changes_since_cursor(con, plan, change_log)
     result.planned = diff_sql.compute_diff(con, plan, full_resync, changes)
     result.incremental = changes is not None
-    payload = diff_sql._json_object(plan.payload_columns)
+    payload = diff_sql.json_object_sql(plan.payload_columns)
     rows = con.execute(
         f"""select d.profile_id, d.action, {payload} from hw_diff d
         join {diff_sql.rows_relation(plan, full_resync, changes)} a

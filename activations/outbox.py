@@ -34,9 +34,9 @@ from activations.destinations.base import (
     RecordResult,
     TransientDestinationError,
 )
-from activations.diff import plan_chunk_rows
 from activations.jsonfast import loads
 from activations.memory import release_cache, setting
+from activations.plan import plan_chunk_rows
 from activations.state import SCHEMA, FoldCounts
 from activations.templates import CompiledTemplates, TemplateRenderError
 
@@ -280,7 +280,7 @@ def drain(
     """
     total = pending_count(con, sync_name)
     # A large pass (a first sync) in a few large pages, as a large plan is written
-    # (diff.plan_chunk_rows): each fold of answers reads and rewrites the outbox, and a first
+    # (plan.plan_chunk_rows): each fold of answers reads and rewrites the outbox, and a first
     # sync of 1M in pages of 20k paid 45 of them. Whole batches: a page boundary never splits
     # a request.
     page_rows = plan_chunk_rows(total, page_rows or DRAIN_PAGE_ROWS)

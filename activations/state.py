@@ -19,7 +19,7 @@ Tables
   source for revenue attribution).
 - `sync_runs`: one row per pass of a sync, with its counts; unfinished passes are folded by
   the next run (crash recovery). A sync pass is `planning` until its plan commits
-  (activations/diff.py write_plan): a run that finds one deletes that partial plan first.
+  (activations/plan.py write_plan): a run that finds one deletes that partial plan first.
 - `sync_cursors`: per sync, the published audience (lineage and seq) its last committed plan
   compared, and a fingerprint of what that plan hashed; the next plan reads only the change
   log after it (activations/diff.py). No row: the next plan compares the whole audience.
@@ -333,7 +333,7 @@ def start_pass(
     )
 
 
-# sync_runs.status of a sync pass whose plan is being written (activations/diff.py write_plan):
+# sync_runs.status of a sync pass whose plan is being written (activations/plan.py write_plan):
 # its outbox rows are a partial plan until commit_plan sets PLANNED in the plan's last
 # transaction. A pass is only ever `planning` in a run that died while writing its plan.
 PLANNING = "planning"

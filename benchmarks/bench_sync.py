@@ -121,7 +121,7 @@ class PhaseRss:
     """Peak RSS per phase of a child, sampled every 2 ms by a thread (DuckDB releases the GIL).
 
     `phase(name)` starts a phase of the benchmark; inside run_sync the engine's own steps are
-    phases too (plan: diff.write_plan, drain: engine.drain, fold: state.fold and the drain's
+    phases too (plan: plan.write_plan, drain: engine.drain, fold: state.fold and the drain's
     state.fold_acks), observed by wrapping those functions while the sampler runs: the real
     functions do the work.
     """
@@ -163,9 +163,9 @@ class PhaseRss:
         setattr(module, name, observed)
 
     def __enter__(self) -> PhaseRss:
-        from activations import diff, engine, state
+        from activations import engine, plan, state
 
-        self._wrap(diff, "write_plan", "plan")
+        self._wrap(plan, "write_plan", "plan")
         self._wrap(engine, "drain", "drain")
         self._wrap(state, "fold", "fold")
         # The drain applies its answers page by page: those spans are the fold, not the drain.

@@ -16,7 +16,7 @@ from typing import Any
 
 import duckdb
 
-from activations import diff as diff_sql
+from activations import plan as plan_sql
 from activations.config import parse_syncs
 from activations.engine import run_sync
 
@@ -41,7 +41,7 @@ def main() -> None:
     db, lock_dir, spec_json, chunk_rows, kill_at = sys.argv[1:6]
     spec = parse_syncs({"syncs": [json.loads(spec_json)]})[0]
     con = duckdb.connect(db)
-    diff_sql.PLAN_CHUNK_ROWS = int(chunk_rows)  # small enough for several chunks
+    plan_sql.PLAN_CHUNK_ROWS = int(chunk_rows)  # small enough for several chunks
     wrapped: Any = _KillAtCommit(con, int(kill_at)) if int(kill_at) else con
     result = run_sync(wrapped, spec, lock_dir=Path(lock_dir))
     con.close()

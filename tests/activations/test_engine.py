@@ -8,7 +8,7 @@ import duckdb
 import pytest
 from synctools import hook_sync, make_audience, member
 
-from activations import diff, outbox
+from activations import outbox, plan
 from activations.engine import run_sync
 from activations.state import list_dead_letters, replay_dead_letters
 
@@ -18,7 +18,7 @@ def chunks(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> N
     """Every test twice: plans and drains in one chunk and page, and in many (2 rows each:
     the plan in many transactions, the drain in many pages with answers applied per page)."""
     if request.param == "chunks of 2":
-        monkeypatch.setattr(diff, "PLAN_CHUNK_ROWS", 2)
+        monkeypatch.setattr(plan, "PLAN_CHUNK_ROWS", 2)
         monkeypatch.setattr(outbox, "DRAIN_PAGE_ROWS", 2)
 
 

@@ -16,6 +16,7 @@ from batch_receiver import BatchReceiver
 from synctools import hook_sync, make_audience, member
 
 from activations import diff as diff_sql
+from activations import plan as plan_sql
 from activations import state
 from activations.config import Mode, SyncSpec
 from activations.engine import prepare, run_sync
@@ -284,13 +285,13 @@ def test_the_sync_memory_budget_is_bounded_when_nothing_is_set(tmp_path: Path) -
 
 
 @pytest.mark.parametrize(("total", "rows"), [
-    pytest.param(150_000, diff_sql.PLAN_CHUNK_ROWS, id="small plan: 10k"),
-    pytest.param(900_000, 2 * diff_sql.ROW_GROUP_ROWS, id="1M: four chunks of two row groups"),
-    pytest.param(9_000_000, 2 * diff_sql.ROW_GROUP_ROWS, id="10M: still two row groups"),
+    pytest.param(150_000, plan_sql.PLAN_CHUNK_ROWS, id="small plan: 10k"),
+    pytest.param(900_000, 2 * plan_sql.ROW_GROUP_ROWS, id="1M: four chunks of two row groups"),
+    pytest.param(9_000_000, 2 * plan_sql.ROW_GROUP_ROWS, id="10M: still two row groups"),
 ])
 def test_plan_chunks_stop_growing_with_the_plan(total: int, rows: int) -> None:
     """What a plan's transaction and a drain's page hold is bounded however large the diff."""
-    assert diff_sql.plan_chunk_rows(total, diff_sql.PLAN_CHUNK_ROWS) == rows
+    assert plan_sql.plan_chunk_rows(total, plan_sql.PLAN_CHUNK_ROWS) == rows
 
 
 def test_a_first_sync_folds_into_the_base_chunk_by_chunk(
