@@ -35,10 +35,12 @@
   touches every block of every state column the diff reads, so that part grows with N however
   small the diff (a mirror sync reads none but for open intents: its candidates' state comes
   from the change log). `rss_by_phase_mb` is the peak RSS of each phase: the scan, the measured
-  diff, and run_sync's plan (diff and outbox write, in chunks of 10k rows), drain and fold
-  (PhaseRss; the drain applies its answers page by page, state.fold_acks, and those spans count
-  as fold). 1% churn is 10x the rows at 10M, so what the phases hold in proportion to the diff
-  grows with N as well (the plan's candidate tables, a checkpoint of the rows it wrote).
+  diff, and run_sync's plan (diff and outbox write, in parts of 25k candidates and chunks of
+  10k rows), drain (pages of 5k) and fold (PhaseRss; the drain applies its answers page by page,
+  state.fold_acks, and those spans count as fold). 1% churn is 10x the rows at 10M, and its 9k
+  rows at 1M fill none of those units, nor the row group (122,880 rows) whose checkpoint the
+  plan's commits trigger at 10M only: what the phases hold grows from 1M to 10M until the
+  units are full, not beyond them.
 """
 
 from __future__ import annotations
