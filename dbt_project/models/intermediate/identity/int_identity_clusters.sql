@@ -122,4 +122,7 @@ select
     k.canonical_id,
     k.profile_id
 from clustered as c
-inner join canonical as k on c.cluster_id = k.cluster_id
+-- every cluster has its canonical row, so a left join returns what an inner one would; an
+-- inner join let DuckDB reorder it with the dictionary lookup and hash the profile_id of
+-- every member (5M md5) instead of every cluster's (1M): 1M customers 2.1 -> 1.6 s
+left join canonical as k on c.cluster_id = k.cluster_id
