@@ -11,6 +11,7 @@
   of one source never share a row, so the ids are unique without numbering anything:
   row_number() over () is a streaming window, which runs the whole pipeline after the group by
   (the write of 5.5M rows of text at 1M customers) on one thread; about 2 s of wall time at 1M.
+  rowid needs the staging sources to be tables, which their configs make them.
   Elsewhere (no rowid): row_number() over ().
 -#}
 {% macro identity_source_row() -%}
