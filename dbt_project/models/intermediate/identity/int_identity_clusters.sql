@@ -24,28 +24,17 @@
   the cluster is the component, whose label is already its smallest member, so only split
   clusters need a min().
 -#}
-with components as (
+with user_ids_per_component as (
 
-    -- every usable identifier with its component, and whether it is a user_id: looked up
-    -- among the user_ids only (every component member is usable), so the join's hash table
-    -- holds a sixth of the identifiers
-    select
-        c.identifier_id,
-        c.component_id,
-        case when u.identifier_id is not null then 1 else 0 end as is_user_id
+    -- the user_ids looked up among the user_ids only (a sixth of the identifiers), and the
+    -- components read directly: a CTE of every member with a user_id flag was read twice,
+    -- so DuckDB materialized all 5M rows of it
+    select c.component_id, count(*) as n_user_ids
     from {{ ref('int_identity_components') }} as c
-    left join {{ ref('int_identity_identifiers') }} as u
+    inner join {{ ref('int_identity_identifiers') }} as u
         on c.identifier_id = u.identifier_id
         and u.identifier_type = 'user_id'
-
-),
-
-user_ids_per_component as (
-
-    select component_id, count(*) as n_user_ids
-    from components
-    where is_user_id = 1
-    group by component_id
+    group by c.component_id
 
 ),
 
@@ -78,7 +67,7 @@ clustered as (
         -- a conflicted component splits by nearest user_id; any other is one cluster
         coalesce(n.seed, c.component_id) as cluster_id,
         n.distance as user_id_distance
-    from components as c
+    from {{ ref('int_identity_components') }} as c
     left join user_ids_per_component as u on c.component_id = u.component_id
     left join nearest_user_id as n on c.identifier_id = n.node
 
@@ -122,4 +111,7 @@ select
     k.canonical_id,
     k.profile_id
 from clustered as c
-inner join canonical as k on c.cluster_id = k.cluster_id
+-- every cluster has its canonical row, so a left join returns what an inner one would; an
+-- inner join let DuckDB reorder it with the dictionary lookup and hash the profile_id of
+-- every member (5M md5) instead of every cluster's (1M): 1M customers 2.1 -> 1.6 s
+left join canonical as k on c.cluster_id = k.cluster_id

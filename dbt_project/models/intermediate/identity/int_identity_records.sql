@@ -22,7 +22,8 @@ with events as (
         email,
         phone,
         cast(null as varchar) as crm_contact_id,
-        event_at as seen_at
+        event_at as seen_at,
+        {{ identity_source_row() }} as source_row
     from {{ ref('stg_events') }}
 
 ),
@@ -38,7 +39,8 @@ orders as (
         email,
         phone,
         cast(null as varchar) as crm_contact_id,
-        ordered_at as seen_at
+        ordered_at as seen_at,
+        {{ identity_source_row() }} as source_row
     from {{ ref('stg_orders') }}
 
 ),
@@ -54,7 +56,8 @@ crm as (
         email,
         phone,
         contact_id as crm_contact_id,
-        updated_at as seen_at
+        updated_at as seen_at,
+        {{ identity_source_row() }} as source_row
     from {{ ref('stg_crm_contacts') }}
 
 ),
@@ -70,8 +73,9 @@ unioned as (
 )
 
 select
-    -- internal key for this build only; no decision depends on it, so no sort is paid for it
-    row_number() over () as record_id,
+    -- internal key for this build only; no decision depends on it, so no sort (nor, on DuckDB,
+    -- a single-threaded numbering) is paid for it
+    {{ identity_record_id('source_row', 'source') }} as record_id,
     source,
     user_id,
     anonymous_id,
