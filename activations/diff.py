@@ -45,6 +45,7 @@ from activations.memory import lowered_limit, release_cache, setting
 from activations.state import (
     SCHEMA,
     current_state_sql,
+    outbox_counts,
     read_cursor,
     state_exists,
     state_log_exists,
@@ -389,10 +390,10 @@ def diff_parts(
     CANDIDATE_PART_ROWS, a whole-audience plan the whole state in parts of COMPARE_PART_ROWS
     (under COMPARE_MEMORY_LIMIT). One part (the usual case below those sizes) is hw_diff itself.
     """
-    incremental = changes is not None and not full_resync
-    if changes is not None and incremental:
-        candidates = _rows_of(con, changes.relation) + _rows_of(
-            con, f"{SCHEMA}.outbox where sync_name = ?", [plan.sync_name])
+    compared = None if full_resync else changes
+    if compared is not None:
+        candidates = _rows_of(con, compared.relation) + sum(
+            outbox_counts(con, plan.sync_name).values())
         parts = max(1, -(-candidates // CANDIDATE_PART_ROWS))
     else:
         state = state_sql(con, plan.sync_name)
@@ -405,8 +406,8 @@ def diff_parts(
             # parts of 1% churn otherwise added up to 40 MB more than the one part at 1M.
             release_cache(con, limit)
         target = "hw_diff" if parts == 1 else "hw_part"
-        if changes is not None and incremental:
-            rows, prior = _candidates(con, plan, changes, _in_part("profile_id", k, parts))
+        if compared is not None:
+            rows, prior = _candidates(con, plan, compared, _in_part("profile_id", k, parts))
             con.execute(f"create or replace temp table {target} as "
                         f"{diff_sql(plan, full_resync, rows, prior)}")
             con.execute("drop table if exists hw_keys")
@@ -422,11 +423,10 @@ def diff_parts(
         yield target, rows, prior
 
 
-def _rows_of(con: duckdb.DuckDBPyConnection, relation: str | None,
-             params: list[str] | None = None) -> int:
+def _rows_of(con: duckdb.DuckDBPyConnection, relation: str | None) -> int:
     if relation is None:
         return 0
-    (n,) = con.execute(f"select count(*) from {relation}", params or []).fetchone() or (0,)
+    (n,) = con.execute(f"select count(*) from {relation}").fetchone() or (0,)
     return int(n)
 
 

@@ -43,10 +43,10 @@ def size_bytes(size: str) -> int:
 
 
 def _set_limit(con: duckdb.DuckDBPyConnection, size: str) -> None:
-    """Set the limit to `size`, a value DuckDB read back or one a user wrote. DuckDB reads a
-    limit back truncated to 0.1 of its binary unit ('244.1 MiB' for 256MB), and setting that
-    text again would truncate it once more (244.0 MiB): a read-back value is set to the middle
-    of the step it stands for, which reads back the same."""
+    """Set the limit back to `size`, a value DuckDB read back. DuckDB reads a limit back
+    truncated to 0.1 of its binary unit ('244.1 MiB' for 256MB), and setting that text again
+    would truncate it once more (244.0 MiB): it is set to the middle of the step it stands
+    for, which reads back the same."""
     number, unit = _parse(size)
     step = unit // 20 if unit in (2**10, 2**20, 2**30, 2**40) else 0
     con.execute(f"set memory_limit = '{round(number * unit) + step}B'")

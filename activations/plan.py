@@ -67,6 +67,13 @@ ROW_GROUP_ROWS = 122_880
 MAX_CHUNK_GROUPS = 2
 
 
+# An open outbox intent (o) for the same row as a diff row (d): the same member, action and hash.
+_SAME_INTENT = (
+    "o.profile_id = d.profile_id and o.action = d.action "
+    "and o.row_hash is not distinct from d.row_hash"
+)
+
+
 def plan_chunk_rows(total: int, chunk_rows: int) -> int:
     """Rows per transaction for a plan (or a drain's pages) of `total` rows."""
     if total <= SMALL_PLAN_ROWS:
@@ -112,14 +119,10 @@ def _write_plan(
     con: duckdb.DuckDBPyConnection, plan: SyncPlan, run_id: str, full_resync: bool,
     no_revive_run: str | None, log: ChangeLog | None, chunk_rows: int,
 ) -> PlanCounts:
-    match = (
-        "o.profile_id = d.profile_id and o.action = d.action "
-        "and o.row_hash is not distinct from d.row_hash"
-    )
     # Outside a transaction: nobody else writes the state (the sync lock, and DuckDB's lock on
     # the state file), and the audience is an immutable published snapshot or the warehouse.
     changes = None if full_resync else changes_since_cursor(con, plan, log)
-    whole = changes is None or full_resync
+    whole = changes is None
     # Each part of the diff is written before the next is compared (diff_parts).
     for diff, rows, prior in diff_parts(con, plan, full_resync, changes):
         _write_part(con, plan, run_id, diff, rows, prior, chunk_rows, whole)
@@ -131,7 +134,7 @@ def _write_plan(
         revived = con.execute(
             f"""update {SCHEMA}.outbox o set status = 'pending', updated_at = now()
             from hw_diff d
-            where o.sync_name = ? and o.status = 'rejected' and {match}
+            where o.sync_name = ? and o.status = 'rejected' and {_SAME_INTENT}
               and o.last_run_id is distinct from ?""",
             [plan.sync_name, no_revive_run],
         ).fetchall()[0]
@@ -141,7 +144,7 @@ def _write_plan(
         superseded = con.execute(
             f"""delete from {SCHEMA}.outbox o
             where o.sync_name = ? and o.status in ('rejected', 'dead')
-              and not exists (select 1 from hw_diff d where {match})""",
+              and not exists (select 1 from hw_diff d where {_SAME_INTENT})""",
             [plan.sync_name],
         ).fetchall()[0]
         if by_action.get("leave"):
@@ -174,10 +177,6 @@ def _write_part(
 ) -> None:
     """Write the outbox rows of one part of the diff (`diff`, with its members' audience `rows`
     and state `prior`), a transaction per chunk."""
-    match = (
-        "o.profile_id = d.profile_id and o.action = d.action "
-        "and o.row_hash is not distinct from d.row_hash"
-    )
     (total,) = con.execute(f"select count(*) from {diff}").fetchone() or (0,)
     chunk_rows = plan_chunk_rows(int(total), chunk_rows)
     # The rows to write, numbered into chunks; an open intent for the same row is kept (its
@@ -188,7 +187,7 @@ def _write_part(
                (row_number() over () - 1) // {int(chunk_rows)} as chunk
         from {diff} d
         where d.action <> 'leave' and not exists (
-            select 1 from {SCHEMA}.outbox o where o.sync_name = ? and {match})""",
+            select 1 from {SCHEMA}.outbox o where o.sync_name = ? and {_SAME_INTENT})""",
         [plan.sync_name],
     )
     (chunks,) = con.execute("select coalesce(max(chunk) + 1, 0) from hw_plan").fetchone() or (0,)

@@ -16,12 +16,13 @@ DEFAULT_DUCKDB_PATH = Path("warehouse") / "headwater.duckdb"
 # Bounded by default, because without a limit DuckDB caches every block a sync reads or writes
 # up to 80% of RAM and keeps its plan's temp tables in memory, so a first sync's peak memory
 # followed the audience: 600 MB at 1M members, about 1 GB at 3M. Under 256MB a first sync's own
-# memory (peak RSS less what the process held before) measured 316 MB at 1M and 350 MB at 10M
-# (benchmarks/bench_sync.py, `sync_rss_mb`; peak RSS 458 and 493 MB, 1.08x, since the drain
-# lets go of cached blocks before every page and runs without vacuum, activations/outbox.py);
+# memory (peak RSS less what the process held before) measured 324 MB at 1M and 341 MB at 10M
+# (benchmarks/bench_sync.py, `sync_rss_mb`; peak RSS 462 and 480 MB, 1.04x, since the drain
+# lets go of cached blocks before every page and runs without vacuum, activations/outbox.py,
+# and the whole-audience compare runs under a budget of its own, activations/diff.py);
 # beyond the limit DuckDB evicts cached blocks and spills to `<state file>.tmp`. Empty means
 # DuckDB's own default. A first sync of 1M ran out of memory under 128MB when its plan was one
-# transaction; the plan is chunked now (activations/diff.py).
+# transaction; the plan is chunked now (activations/plan.py).
 DEFAULT_SYNC_MEMORY_LIMIT = "256MB"
 
 
