@@ -41,7 +41,7 @@ import duckdb
 from activations.config import Mode, SyncConfigError
 from activations.consent import consent_column, consent_predicate
 from activations.destinations.base import Channel
-from activations.memory import lowered_limit, release_cache, setting
+from activations.memory import lowered_limit, release_memory, setting
 from activations.state import (
     SCHEMA,
     current_state_sql,
@@ -402,9 +402,9 @@ def diff_parts(
     for k in range(parts):
         if parts > 1:
             # What the last part's queries left behind: DuckDB's cached blocks and the memory
-            # its allocator keeps after a query (memory.release_cache). At 10M members the ten
+            # its allocator keeps after a query (memory.release_memory). At 10M members the ten
             # parts of 1% churn otherwise added up to 40 MB more than the one part at 1M.
-            release_cache(con, limit)
+            release_memory(con, limit)
         target = "hw_diff" if parts == 1 else "hw_part"
         if compared is not None:
             rows, prior = _candidates(con, plan, compared, _in_part("profile_id", k, parts))

@@ -35,7 +35,7 @@ from activations.destinations.base import (
     TransientDestinationError,
 )
 from activations.jsonfast import loads
-from activations.memory import release_cache, setting
+from activations.memory import release_memory, setting
 from activations.plan import plan_chunk_rows
 from activations.state import SCHEMA, FoldCounts
 from activations.templates import CompiledTemplates, TemplateRenderError
@@ -317,10 +317,11 @@ def drain(
     # MB) for a moment, at 1M far less. Row groups a drain empties are dropped without it; the
     # rest are merged by the next checkpoint outside a drain. Rows then also keep their rowids
     # (AckWriter.read_at). Between pages, DuckDB's cache of table blocks is let go of
-    # (memory.release_cache): every page reads and writes new blocks (its intents, its
+    # (memory.release_memory): every page reads and writes new blocks (its intents, its
     # delivery records, the state it folds into, the checkpoints those commits trigger), and
     # without it a first sync of 10M filled the sync's whole budget with blocks it never read
-    # again, while one of 1M stayed below it.
+    # again, while one of 1M stayed below it. A WAL past half its threshold is checkpointed
+    # there too, between pages, rather than by a page's commit on top of what the page holds.
     con.execute("set max_vacuum_tasks = 0")
     try:
         for action in ACTION_ORDER:
@@ -328,7 +329,7 @@ def drain(
             record = record_json_sql(mapper.columns) if fast else "payload"
             previous: set[str] = set()
             while True:
-                release_cache(con, limit)
+                release_memory(con, limit)
                 # rowid: where the page's fold finds these intents (AckWriter.read_at).
                 reader = reader_con.sql(
                     f"""select idempotency_key, profile_id, attempts + 1 as attempt, {record},

@@ -44,13 +44,13 @@ def test_each_page_folds_only_its_own_rows(tmp_path: Path,
         return apply_other(con, sync_name, max_attempts, within)
 
     released: list[str | None] = []
-    release_cache = outbox.release_cache
+    release_memory = outbox.release_memory
 
     def spy_release(con: Any, limit: str | None) -> None:
         released.append(limit)
-        release_cache(con, limit)
+        release_memory(con, limit)
 
-    monkeypatch.setattr(outbox, "release_cache", spy_release)
+    monkeypatch.setattr(outbox, "release_memory", spy_release)
     con.execute("set memory_limit = '200MB'")
     limit = con.execute("select current_setting('memory_limit')").fetchone()
     monkeypatch.setattr(state, "fold_acks", spy_fold)

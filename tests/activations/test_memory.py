@@ -49,7 +49,7 @@ def test_a_limit_already_lower_is_kept() -> None:
     assert _limit(con) == "61.0 MiB"
 
 
-def test_release_cache_evicts_cached_blocks_and_keeps_the_limit(tmp_path: Path) -> None:
+def test_release_memory_evicts_cached_blocks_and_keeps_the_limit(tmp_path: Path) -> None:
     con = duckdb.connect(str(tmp_path / "wh.duckdb"))
     con.execute("create table t as select md5(i::varchar) as k, i from range(2000000) r(i)")
     con.execute("checkpoint")
@@ -64,10 +64,42 @@ def test_release_cache_evicts_cached_blocks_and_keeps_the_limit(tmp_path: Path) 
 
     before = cached()
     assert before > 20, before
-    memory.release_cache(con, limit)
+    memory.release_memory(con, limit)
     assert cached() < before / 4, (before, cached())
     assert _limit(con) == limit
     for _ in range(3):  # set back exactly, however often
-        memory.release_cache(con, limit)
+        memory.release_memory(con, limit)
     assert _limit(con) == limit
     con.close()
+
+
+def _wal_bytes(con: duckdb.DuckDBPyConnection, database: str) -> int:
+    (wal,) = con.execute("select wal_size from pragma_database_size() where database_name = ?",
+                         [database]).fetchone() or ("0 bytes",)
+    return memory.size_bytes(str(wal))
+
+
+@pytest.mark.parametrize(("rows", "checkpointed"), [
+    pytest.param(60_000, True, id="WAL past half the threshold: checkpointed"),
+    pytest.param(2_000, False, id="small WAL: left to DuckDB"),
+])
+def test_release_memory_checkpoints_a_wal_past_half_its_threshold(
+    tmp_path: Path, rows: int, checkpointed: bool,
+) -> None:
+    # The state attached under its own name, as a sync connection has it.
+    con = duckdb.connect()
+    con.execute(f"attach '{tmp_path / 'state.duckdb'}' as headwater_state")
+    con.execute("set checkpoint_threshold = '4MB'")
+    con.execute("create table headwater_state.t (k varchar, i bigint)")
+    con.execute("checkpoint headwater_state")
+    # Commits under a row group each go through the WAL (a larger one is written to the file).
+    for start in range(0, rows, 20_000):
+        con.execute("insert into headwater_state.t select md5(i::varchar), i "
+                    f"from range({start}, {min(rows, start + 20_000)}) r(i)")
+    wal = _wal_bytes(con, "headwater_state")
+    assert 0 < wal < 4 * 10**6, wal  # below the threshold: DuckDB has not checkpointed it
+    limit = _limit(con)
+    memory.release_memory(con, limit)
+    assert (_wal_bytes(con, "headwater_state") == 0) is checkpointed
+    assert _limit(con) == limit
+    assert con.execute("select count(*) from headwater_state.t").fetchone() == (rows,)
