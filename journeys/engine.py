@@ -28,7 +28,6 @@ Instance rules (decided here, documented in journeys.yml):
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import json
 import operator
@@ -36,20 +35,17 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import orjson
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from activations.caps import CapLedger, cap_subject
+from activations.caps import CapLedger
 from activations.destinations.base import (
     Action,
-    Channel,
     Outcome,
     Record,
     RecordResult,
@@ -57,17 +53,27 @@ from activations.destinations.base import (
 from activations.templates import TemplateRenderError
 from headwater import snapshots
 from journeys.clock import Clock, utc_now
-from journeys.config import Journey, JourneyConfigError, JourneysFile, Step, StepKind
+from journeys.config import Journey, JourneysFile, Step, StepKind
+from journeys.decisions import blocked, step_conditions, step_context
 from journeys.dispatch import Dispatcher, StepClient
 from journeys.feed import FeedQueue, FeedWriter
-from journeys.profiles import ProfileIndex, ProfileLookup, event_identifiers
+from journeys.instances import (
+    CART_EVENTS,
+    INSTANCE_COLUMNS,
+    Event,
+    Instance,
+    StepResult,
+    fold_cart,
+    in_holdout,
+    instance_cap_subject,
+    instance_row,
+    members,
+    parse_event,
+)
+from journeys.profiles import ProfileIndex, ProfileLookup
 from journeys.sources import EventSource
 from journeys.state import CATALOG, DELIVERY_COLUMNS, JOURNAL_COLUMNS
 
-CART_EVENTS = {"Product Added": 1, "Product Removed": -1}
-# Consent of subjects the warehouse does not know yet: dbt's `consent_without_record` default
-# (email under opt-out rules; SMS and ads need an explicit opt-in).
-CONSENT_WITHOUT_PROFILE = {"email": True, "sms": False, "ads": False, "none": True}
 RETRY_BACKOFF_SECONDS = (1, 5, 30, 120, 600)
 # How many times a step reads and plans again what landed while it planned (FastPath.step).
 REPLAN_ROUNDS = 3
@@ -75,81 +81,9 @@ REPLAN_ROUNDS = 3
 SUBJECT_KINDS = ("profile_id", "user_id", "anonymous_id", "email")
 
 
-@dataclass
-class Instance:
-    instance_id: str
-    journey: str
-    entry_key: str
-    identifier_type: str | None
-    identifier_value: str | None
-    profile_id: str | None
-    user_id: str | None
-    anonymous_id: str | None
-    email: str | None
-    phone: str | None
-    first_name: str | None
-    holdout: bool
-    status: str
-    entered_at: datetime
-    triggered_at: datetime
-    trigger_message_id: str | None
-    trigger_received_at: datetime | None
-    next_step: int
-    next_due_at: datetime | None
-    memberships: str | None
-    ended_at: datetime | None
-    end_reason: str | None
-    updated_at: datetime
-
-
-INSTANCE_COLUMNS = tuple(f.name for f in fields(Instance))
 # Rows for executemany in one C call each (a generator over the columns was ~0.1 ms per event).
-_INSTANCE_ROW = operator.attrgetter(*INSTANCE_COLUMNS)
 _JOURNAL_ROW = operator.itemgetter(*JOURNAL_COLUMNS)
 _DELIVERY_ROW = operator.itemgetter(*DELIVERY_COLUMNS)
-
-
-@dataclass
-class Event:
-    message_id: str
-    name: str | None
-    at: datetime
-    received_at: datetime
-    identifiers: dict[str, str | None]
-    first_name: str | None
-    properties: dict[str, Any]
-
-
-@dataclass
-class StepResult:
-    """What one step did (the Dagster sensor reports these as metadata)."""
-
-    events: int = 0
-    entered: int = 0
-    restarted: int = 0
-    exited: int = 0
-    planned: int = 0
-    skipped: int = 0
-    held_out: int = 0
-    capped: int = 0
-    cancelled: int = 0
-    sent: int = 0
-    failed: int = 0
-    retrying: int = 0
-    seconds: float = 0.0
-    watermark: str | None = None
-
-    def add(self, other: StepResult) -> None:
-        for f in fields(self):
-            if isinstance(getattr(self, f.name), int):
-                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-        self.seconds += other.seconds
-        self.watermark = other.watermark or self.watermark
-
-    @property
-    def active(self) -> bool:
-        return bool(self.events or self.planned or self.sent or self.failed or self.cancelled
-                    or self.exited or self.skipped or self.held_out or self.capped)
 
 
 class FastPath:
@@ -331,7 +265,7 @@ class FastPath:
                 con.executemany(
                     f"insert or replace into {CATALOG}.instances ({', '.join(INSTANCE_COLUMNS)})"
                     f" values ({', '.join('?' * len(INSTANCE_COLUMNS))})",
-                    [_INSTANCE_ROW(i) for i in self._dirty.values()])
+                    [instance_row(i) for i in self._dirty.values()])
             if self._dirty_lines:
                 ids = list(self._dirty_lines)
                 con.executemany(f"delete from {CATALOG}.cart_lines where instance_id = ?",
@@ -451,7 +385,8 @@ class FastPath:
         table = self.source.read(after, None if self.clock.is_wall else now)
         if table.num_rows == 0:
             return None
-        events = [e for e in (self._parse(r) for r in table.to_pylist()) if e is not None]
+        events = [e for e in (parse_event(r, self.default_region) for r in table.to_pylist())
+                  if e is not None]
         events.sort(key=lambda e: (e.at, e.received_at, e.message_id))
         for event in events:
             profile_id = index.resolve(event.identifiers)
@@ -502,26 +437,6 @@ class FastPath:
                         self._trigger(journey, event, str(pid), self.profiles.index, now,
                                       result)
 
-    def _parse(self, row: Mapping[str, Any]) -> Event | None:
-        if row.get("type") != "track" or not row.get("event"):
-            return None
-        traits = _obj(row.get("traits"))
-        context = _obj(row.get("context"))
-        raw_traits = context.get("traits")
-        ctx_traits: dict[str, Any] = raw_traits if isinstance(raw_traits, dict) else {}
-        received = row["received_at"]
-        at = row.get("timestamp") or received
-        return Event(
-            message_id=str(row.get("message_id")),
-            name=row.get("event"),
-            at=min(at, received),  # a client clock in the future cannot delay the journey
-            received_at=received,
-            identifiers=event_identifiers(row.get("user_id"), row.get("anonymous_id"), traits,
-                                          ctx_traits, self.default_region),
-            first_name=traits.get("first_name") or ctx_traits.get("first_name"),
-            properties=_obj(row.get("properties")),
-        )
-
     def _subject(self, event: Event, profile_id: str | None) -> tuple[str, str]:
         if profile_id:
             return "profile_id", profile_id
@@ -565,7 +480,7 @@ class FastPath:
         self._note(inst, "exited" if status == "exited" else "completed", None, reason, at,
                    message_id=message_id)
         journey = self.journeys[inst.journey]
-        for step_name in _members(inst):
+        for step_name in members(inst):
             step = next(s for s in journey.steps if s.name == step_name)
             self._intent(inst, step, Action.REMOVE, {}, at, None, now)
         inst.memberships = None
@@ -593,7 +508,7 @@ class FastPath:
                 profile_id=profile_id, user_id=event.identifiers.get("user_id"),
                 anonymous_id=event.identifiers.get("anonymous_id"),
                 email=event.identifiers.get("email"), phone=event.identifiers.get("phone"),
-                first_name=event.first_name, holdout=_in_holdout(journey, subject),
+                first_name=event.first_name, holdout=in_holdout(journey, subject),
                 status="active", entered_at=event.at, triggered_at=event.at,
                 trigger_message_id=event.message_id, trigger_received_at=event.received_at,
                 next_step=0, next_due_at=event.at + journey.steps[0].after, memberships=None,
@@ -623,27 +538,8 @@ class FastPath:
         self._schedule(inst)
         self._dirty[inst.instance_id] = inst
         if event.name in CART_EVENTS:
-            self._fold_cart(inst, event)
-
-    def _fold_cart(self, inst: Instance, event: Event) -> None:
-        """Same rule as int_profile_carts: `products[]` lines, else the event's own product."""
-        sign = CART_EVENTS[event.name or ""]
-        products = event.properties.get("products")
-        items = products if isinstance(products, list) else [event.properties]
-        lines = self.lines.setdefault(inst.instance_id, {})
-        for item in items:
-            if not isinstance(item, dict):
-                continue
-            sku = item.get("sku") or item.get("product_id")
-            if sku is None:
-                continue
-            qty = int(item.get("quantity") or 1) * sign
-            name, price, have = lines.get(str(sku), [None, None, 0])
-            lines[str(sku)] = [item.get("name") or name, _num(item.get("price"), price),
-                               have + qty]
-        for sku in [s for s, v in lines.items() if v[2] <= 0]:
-            del lines[sku]
-        self._dirty_lines.add(inst.instance_id)
+            fold_cart(self.lines.setdefault(inst.instance_id, {}), event)
+            self._dirty_lines.add(inst.instance_id)
 
     # ---- planning due steps -------------------------------------------------------------
     def _plan(self, index: ProfileIndex, now: datetime, result: StepResult) -> None:
@@ -670,7 +566,7 @@ class FastPath:
         step = journey.steps[step_index]
         client = self.clients[(journey.name, step.name)]
         contexts = [self._context(inst, journey, step, index) for inst in insts]
-        verdicts = self._conditions(journey, step, contexts)
+        verdicts = step_conditions(self._sql, journey, step, contexts)
         for inst, ctx, ok in zip(insts, contexts, verdicts, strict=True):
             due_at = inst.next_due_at or now
             profile = ctx.get("_profile")
@@ -679,7 +575,7 @@ class FastPath:
                 self._end(inst, "exited", "order in warehouse", now, None, now)
                 result.exited += 1
                 continue
-            reason = self._blocked(inst, step, client, ctx, ok)
+            reason = blocked(inst, step, client, ctx, ok)
             if reason is not None:
                 event, why = reason
                 self._note(inst, event, step.name, why, now, due_at=due_at)
@@ -699,8 +595,8 @@ class FastPath:
             action = Action.SEND if step.kind == StepKind.SEND else Action.ADD
             key = f"{inst.instance_id}:{step.name}"
             capped = (step.kind == StepKind.SEND and self.ledger is not None and not
-                      self.ledger.reserve(_cap_subject(inst), client.channel.value, now, key,
-                                          f"journey:{journey.name}"))
+                      self.ledger.reserve(instance_cap_subject(inst), client.channel.value, now,
+                                          key, f"journey:{journey.name}"))
             if capped:
                 self._note(inst, "step_capped", step.name, f"frequency cap on "
                            f"{client.channel.value}", now, due_at=due_at)
@@ -711,7 +607,7 @@ class FastPath:
                 ready = inst.trigger_received_at if step.after == timedelta(0) else due_at
                 self._intent(inst, step, action, payload, due_at, ready, now)
                 if action == Action.ADD:
-                    inst.memberships = ",".join([*_members(inst), step.name])
+                    inst.memberships = ",".join([*members(inst), step.name])
                 result.planned += 1
             self._advance(inst, journey, step_index, now)
 
@@ -723,31 +619,13 @@ class FastPath:
             # keeps the gap when the step went out late.
             inst.next_due_at = now + (journey.steps[inst.next_step].after - taken.after)
         else:
-            keep = [s.keep_for for s in journey.steps if s.name in _members(inst) and s.keep_for]
+            keep = [s.keep_for for s in journey.steps if s.name in members(inst) and s.keep_for]
             inst.next_due_at = now + max(keep) if keep else now
         inst.updated_at = utc_now()
         self._schedule(inst)
         self._dirty[inst.instance_id] = inst
-        if inst.next_step >= len(journey.steps) and not _members(inst):
+        if inst.next_step >= len(journey.steps) and not members(inst):
             self._end(inst, "completed", "journey finished", now, None, now)
-
-    def _blocked(self, inst: Instance, step: Step, client: StepClient, ctx: Mapping[str, Any],
-                 condition_ok: bool) -> tuple[str, str] | None:
-        if inst.holdout:
-            return "step_held_out", "holdout"
-        if not condition_ok:
-            return "step_skipped", f"condition not met: {step.condition}"
-        channel = client.channel
-        if channel != Channel.NONE:
-            granted = ctx.get(f"{channel.value}_consent")
-            if granted is None:
-                granted = ctx.get("_profile") is None and CONSENT_WITHOUT_PROFILE[channel.value]
-            if not granted:
-                return "step_skipped", f"no {channel.value} consent"
-        missing = client.missing_identifier(ctx)
-        if missing:
-            return "step_skipped", missing
-        return None
 
     def _context(self, inst: Instance, journey: Journey, step: Step,
                  index: ProfileIndex) -> dict[str, Any]:
@@ -757,45 +635,8 @@ class FastPath:
                                              "anonymous_id": inst.anonymous_id})
             if inst.profile_id:  # exits that resolve to the profile find it from now on
                 self._index((inst.journey, inst.entry_key), inst)
-        profile = index.profile(inst.profile_id)
-        ctx: dict[str, Any] = {c: None for c in index.columns}
-        if profile:
-            ctx.update(profile)
-        for kind in ("email", "phone", "first_name"):
-            ctx[kind] = ctx.get(kind) or getattr(inst, kind)
-        lines = self.lines.get(inst.instance_id, {})
-        items = [{"sku": sku, "name": v[0], "price": v[1], "quantity": v[2]}
-                 for sku, v in sorted(lines.items())]
-        ctx.update(
-            cart_items=items,
-            cart_item_count=sum(i["quantity"] for i in items),
-            cart_value=round(sum(i["quantity"] * (i["price"] or 0) for i in items), 2),
-            journey=journey.name, step=step.name, instance_id=inst.instance_id,
-            entry_key=inst.entry_key, entered_at=inst.entered_at, triggered_at=inst.triggered_at,
-            profile_id=inst.profile_id, _profile=profile,
-        )
-        return ctx
-
-    def _conditions(self, journey: Journey, step: Step,
-                    contexts: list[dict[str, Any]]) -> list[bool]:
-        if not step.condition:
-            return [True] * len(contexts)
-        rows = [{k: _jsonable_scalar(v) for k, v in c.items() if not k.startswith("_")
-                 and k != "cart_items"} for c in contexts]
-        table = pa.Table.from_pylist(rows)
-        con = self._sql
-        try:
-            con.register("ctx", table)
-            got = con.execute(f"select coalesce(({step.condition}), false) from ctx").fetchall()
-        except duckdb.Error as exc:
-            raise JourneyConfigError(
-                f"journey {journey.name}, step {step.name}: condition {step.condition!r} "
-                f"failed: {exc}. Conditions read customer_profiles columns and cart_item_count,"
-                " cart_value, entered_at, triggered_at."
-            ) from None
-        finally:
-            con.unregister("ctx")
-        return [bool(r[0]) for r in got]
+        return step_context(inst, journey, step, index.profile(inst.profile_id), index.columns,
+                            self.lines.get(inst.instance_id, {}))
 
     # ---- outbox and dispatch ------------------------------------------------------------
     def _intent(self, inst: Instance, step: Step, action: Action, payload: Mapping[str, Any],
@@ -1040,44 +881,3 @@ _DISPATCH_COLUMNS = (
     "due_at", "ready_at", "profile_id", "identifier_type", "identifier_value",
 )
 _dispatch_row = operator.itemgetter(*(_OUTBOX_COLUMNS.index(c) for c in _DISPATCH_COLUMNS))
-
-
-def _members(inst: Instance) -> list[str]:
-    return [m for m in (inst.memberships or "").split(",") if m]
-
-
-def _in_holdout(journey: Journey, subject: tuple[str, str]) -> bool:
-    if journey.holdout_percent <= 0:
-        return False
-    digest = hashlib.sha256(f"{journey.name}:{subject[0]}:{subject[1]}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % 10_000 < journey.holdout_percent * 100
-
-
-def _cap_subject(inst: Instance) -> str:
-    return cap_subject(inst.profile_id) if inst.profile_id else (
-        f"{inst.identifier_type}:{inst.identifier_value}")
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    if not value:
-        return {}
-    try:
-        parsed = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
-
-
-def _num(value: Any, fallback: float | None) -> float | None:
-    try:
-        return float(value) if value is not None else fallback
-    except (TypeError, ValueError):
-        return fallback
-
-
-def _jsonable_scalar(value: Any) -> Any:
-    if isinstance(value, list | dict):
-        return orjson.dumps(value, default=str).decode()
-    return value

@@ -31,7 +31,8 @@ from headwater import activity, snapshots
 from headwater.config import Settings
 from journeys.clock import Clock, SystemClock
 from journeys.config import journeys_path, load_journeys
-from journeys.engine import FastPath, StepResult
+from journeys.engine import FastPath
+from journeys.instances import StepResult
 from journeys.profiles import ProfileLookup
 from journeys.sources import EventSource, LandingSource
 from journeys.state import journey_state_path, open_state

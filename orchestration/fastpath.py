@@ -35,7 +35,7 @@ from dagster import (
 
 from headwater import activity
 from journeys.config import JourneysFile
-from journeys.engine import StepResult
+from journeys.instances import StepResult
 from journeys.runtime import FastPathBusyError, FastPathLocations, open_fastpath
 
 SENSOR_NAME = "fastpath_sensor"

@@ -11,7 +11,7 @@ import click
 from headwater.config import Settings
 from headwater.gcfreeze import freeze_periodically
 from journeys.config import JourneyConfigError
-from journeys.engine import StepResult
+from journeys.instances import StepResult
 from journeys.runtime import FastPathBusyError, FastPathLocations, run_worker
 
 

@@ -31,7 +31,8 @@ from headwater.demo.standins import DemoStandins
 from headwater.warehouse import connect
 from journeys.clock import ManualClock
 from journeys.config import JourneysFile, load_journeys
-from journeys.engine import FastPath, StepResult
+from journeys.engine import FastPath
+from journeys.instances import StepResult
 from journeys.profiles import ProfileLookup
 from journeys.runtime import LOCK_NAME, FastPathLocations
 from journeys.sources import TableSource
