@@ -37,8 +37,6 @@ Write keys are never logged or stored; request logging carries the path and stat
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import hmac
 import json
@@ -46,7 +44,6 @@ import logging
 import socket
 import threading
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -59,6 +56,14 @@ import uvloop
 
 from collector.config import CollectorConfig
 from collector.messages import EventRow, Rejection, loads, normalize, redacted
+from collector.request import (
+    WANTED_HEADERS,
+    Request,
+    RequestError,
+    basic_auth_key,
+    framing_error,
+    request_body,
+)
 from collector.writer import LandingWriter, Submission, WriterBusyError
 
 log = logging.getLogger(__name__)
@@ -95,62 +100,6 @@ MAX_QUEUED_REQUESTS = 16
 SWEEP_SECONDS = 1.0
 
 
-class RequestError(Exception):
-    """An answer other than success, with Segment-style code and message."""
-
-    def __init__(
-        self, status: HTTPStatus, code: str, message: str, *, close: bool = False
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        # The connection cannot carry another request after this answer.
-        self.close = close
-
-
-class _Request:
-    """One parsed request: the few headers the collector reads, and its body."""
-
-    __slots__ = (
-        "method", "url", "authorization", "content_length", "transfer_encoding",
-        "content_encoding", "expect", "chunks", "size", "error", "keep_alive", "header_bytes",
-        "header_key",
-    )
-
-    def __init__(self) -> None:
-        self.method = b""
-        self.url = b""
-        self.authorization: bytes | None = None
-        self.content_length: bytes | None = None
-        self.transfer_encoding: bytes | None = None
-        self.content_encoding: bytes | None = None
-        self.expect: bytes | None = None
-        self.chunks: list[bytes] = []
-        self.size = 0
-        # Known from the headers alone: the body is dropped and this is the answer.
-        self.error: RequestError | None = None
-        self.keep_alive = True
-        self.header_bytes = 0
-        # The write key of the Basic auth header (None: none sent), decoded with the headers.
-        self.header_key: str | None = None
-
-    @property
-    def path(self) -> str:
-        return self.url.split(b"?", 1)[0].decode("latin-1").rstrip("/")
-
-
-# Headers the collector reads, by lower-case name → _Request slot. The first occurrence wins
-# (as email.message's get did).
-_WANTED = {
-    b"authorization": "authorization",
-    b"content-length": "content_length",
-    b"transfer-encoding": "transfer_encoding",
-    b"content-encoding": "content_encoding",
-    b"expect": "expect",
-}
-
-
 class _Dates:
     """The Date header, formatted once per second rather than per answer."""
 
@@ -173,11 +122,11 @@ class CollectorProtocol(asyncio.Protocol):
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
-        self.current: _Request | None = None
-        self.queue: deque[_Request] = deque()
+        self.current: Request | None = None
+        self.queue: deque[Request] = deque()
         # The request waiting for its messages to land, and its submission to the writer.
         self.waiting: Submission | None = None
-        self.waiting_request: _Request | None = None
+        self.waiting_request: Request | None = None
         self.waiting_since = 0.0
         self.last_active = time.monotonic()
         self.broken = False  # framing lost: no further bytes are parsed
@@ -226,7 +175,7 @@ class CollectorProtocol(asyncio.Protocol):
     # -- httptools callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self.current = _Request()
+        self.current = Request()
 
     def on_url(self, url: bytes) -> None:
         request = self.current
@@ -243,7 +192,7 @@ class CollectorProtocol(asyncio.Protocol):
         if request.header_bytes > HEADER_LIMIT:
             self._too_long_headers()
             return
-        slot = _WANTED.get(name.lower())
+        slot = WANTED_HEADERS.get(name.lower())
         if slot is not None and getattr(request, slot) is None:
             setattr(request, slot, value)
 
@@ -290,12 +239,12 @@ class CollectorProtocol(asyncio.Protocol):
             f"request line and headers over {HEADER_LIMIT} bytes", close=True,
         ))
 
-    def _fail(self, error: RequestError, request: _Request | None = None) -> None:
+    def _fail(self, error: RequestError, request: Request | None = None) -> None:
         """Queue a final answer; parse nothing more from this connection."""
         if self.broken:
             return
         self.broken = True
-        request = request or self.current or _Request()
+        request = request or self.current or Request()
         request.error = error
         request.keep_alive = False
         self.current = None
@@ -304,7 +253,7 @@ class CollectorProtocol(asyncio.Protocol):
             self.transport.pause_reading()
             self.paused = True
 
-    def _early_error(self, request: _Request) -> RequestError | None:
+    def _early_error(self, request: Request) -> RequestError | None:
         """What the headers alone decide, in the order the checks were always made."""
         path = request.path
         if path not in ROUTES:
@@ -312,14 +261,14 @@ class CollectorProtocol(asyncio.Protocol):
                 HTTPStatus.NOT_FOUND, "not_found", f"unknown path {path}"
             ))
         try:
-            header_key = request.header_key = _basic_auth_key(request.authorization)
+            header_key = request.header_key = basic_auth_key(request.authorization)
         except RequestError as exc:
             return self._drained(request, exc)
         if header_key is not None and not self.server.accepted(header_key):
             return self._drained(request, RequestError(
                 HTTPStatus.UNAUTHORIZED, "unauthorized", "invalid write key"
             ))
-        framing = _framing_error(request)
+        framing = framing_error(request)
         if framing is not None:
             return framing
         encoding = (request.content_encoding or b"identity").strip().lower()
@@ -336,9 +285,9 @@ class CollectorProtocol(asyncio.Protocol):
         return None
 
     @staticmethod
-    def _drained(request: _Request, error: RequestError) -> RequestError:
+    def _drained(request: Request, error: RequestError) -> RequestError:
         """The error, closing the connection when the body cannot (or should not) be read."""
-        if _framing_error(request) is not None or int(request.content_length or 0) > DRAIN_LIMIT:
+        if framing_error(request) is not None or int(request.content_length or 0) > DRAIN_LIMIT:
             error.close = True
         return error
 
@@ -366,7 +315,7 @@ class CollectorProtocol(asyncio.Protocol):
             self.paused = False
             self.transport.resume_reading()
 
-    def _handle(self, request: _Request) -> Submission | None:
+    def _handle(self, request: Request) -> Submission | None:
         """Answer now (returns None) or return the submission the answer waits for."""
         if request.error is not None:
             raise request.error
@@ -387,7 +336,7 @@ class CollectorProtocol(asyncio.Protocol):
         path_type = ROUTES[path]
         limit = self.server.limit(path_type)
         header_key = request.header_key  # checked when the headers came
-        text = _body(request, limit)
+        text = request_body(request, limit)
         try:
             body = loads(text)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -409,7 +358,7 @@ class CollectorProtocol(asyncio.Protocol):
         return self._land(request, path_type, body, path)
 
     def _land(
-        self, request: _Request, path_type: str | None, body: dict[str, Any], endpoint: str
+        self, request: Request, path_type: str | None, body: dict[str, Any], endpoint: str
     ) -> Submission | None:
         config = self.server.config
         received_at = datetime.now(UTC).replace(tzinfo=None)
@@ -446,7 +395,7 @@ class CollectorProtocol(asyncio.Protocol):
         return self._submit(request, submission, landed)
 
     def _quarantine_body(
-        self, request: _Request, text: bytes | str, reason: str, error: RequestError
+        self, request: Request, text: bytes | str, reason: str, error: RequestError
     ) -> Submission | None:
         payload = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
         for key in self.server.config.write_keys:
@@ -456,7 +405,7 @@ class CollectorProtocol(asyncio.Protocol):
         return self._submit(request, submission, lambda _: self._send_error(request, error))
 
     def _submit(
-        self, request: _Request, submission: Submission, then: Callable[[Submission], None]
+        self, request: Request, submission: Submission, then: Callable[[Submission], None]
     ) -> Submission | None:
         if not submission.rows and not submission.rejections:
             then(submission)
@@ -493,7 +442,7 @@ class CollectorProtocol(asyncio.Protocol):
 
     # -- responses -----------------------------------------------------------------------
 
-    def _send_error(self, request: _Request | None, exc: RequestError) -> None:
+    def _send_error(self, request: Request | None, exc: RequestError) -> None:
         body = json.dumps({"success": False, "code": exc.code, "message": exc.message}).encode()
         extra = b"Retry-After: 1\r\n" if exc.status == HTTPStatus.SERVICE_UNAVAILABLE else b""
         if exc.close and request is not None:
@@ -501,7 +450,7 @@ class CollectorProtocol(asyncio.Protocol):
         self._send(request, exc.status, body, extra)
 
     def _send(
-        self, request: _Request | None, status: HTTPStatus, data: bytes, extra: bytes = b""
+        self, request: Request | None, status: HTTPStatus, data: bytes, extra: bytes = b""
     ) -> None:
         transport = self.transport
         if transport is None:
@@ -520,54 +469,6 @@ class CollectorProtocol(asyncio.Protocol):
             self.queue.clear()
             self.broken = True
             transport.close()
-
-
-def _basic_auth_key(header: bytes | None) -> str | None:
-    if not header:
-        return None
-    scheme, _, value = header.decode("latin-1").partition(" ")
-    if scheme.lower() != "basic":
-        raise RequestError(HTTPStatus.UNAUTHORIZED, "unauthorized", "use Basic auth")
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise RequestError(HTTPStatus.UNAUTHORIZED, "unauthorized", "bad Basic auth") from exc
-    return decoded.partition(":")[0]
-
-
-def _framing_error(request: _Request) -> RequestError | None:
-    if request.transfer_encoding:
-        return RequestError(
-            HTTPStatus.LENGTH_REQUIRED, "length_required", "chunked bodies are not accepted",
-            close=True,
-        )
-    if request.content_length is None:
-        return RequestError(
-            HTTPStatus.LENGTH_REQUIRED, "length_required", "Content-Length", close=True
-        )
-    return None  # a malformed or negative length is httptools' parse error: 400 bad_length
-
-
-def _body(request: _Request, limit: int) -> bytes:
-    raw = b"".join(request.chunks)
-    request.chunks = []
-    encoding = (request.content_encoding or b"identity").strip().lower()
-    if encoding == b"identity":
-        return raw
-    too_large = RequestError(
-        HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "too_large", f"the limit is {limit} bytes"
-    )
-    # Decompress at most limit + 1 bytes: a zip bomb costs us no more than the limit.
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        text = inflater.decompress(raw, limit + 1)
-    except zlib.error as exc:
-        raise RequestError(HTTPStatus.BAD_REQUEST, "bad_gzip", str(exc)) from exc
-    if len(text) > limit or inflater.unconsumed_tail:
-        raise too_large
-    if not inflater.eof:
-        raise RequestError(HTTPStatus.BAD_REQUEST, "bad_gzip", "truncated gzip stream")
-    return text
 
 
 class _Server:
