@@ -47,6 +47,7 @@ from activations.state import (
     current_state_sql,
     outbox_counts,
     read_cursor,
+    row_count,
     state_exists,
     state_log_exists,
     state_rows,
@@ -392,8 +393,8 @@ def diff_parts(
     """
     compared = None if full_resync else changes
     if compared is not None:
-        candidates = _rows_of(con, compared.relation) + sum(
-            outbox_counts(con, plan.sync_name).values())
+        changed = row_count(con, compared.relation) if compared.relation else 0
+        candidates = changed + sum(outbox_counts(con, plan.sync_name).values())
         parts = max(1, -(-candidates // CANDIDATE_PART_ROWS))
     else:
         state = state_sql(con, plan.sync_name)
@@ -421,13 +422,6 @@ def diff_parts(
             con.execute("create or replace temp table hw_diff as select * from hw_part" if k == 0
                         else "insert into hw_diff select * from hw_part")
         yield target, rows, prior
-
-
-def _rows_of(con: duckdb.DuckDBPyConnection, relation: str | None) -> int:
-    if relation is None:
-        return 0
-    (n,) = con.execute(f"select count(*) from {relation}").fetchone() or (0,)
-    return int(n)
 
 
 def _part_of(relation: str, k: int, parts: int) -> str:

@@ -32,6 +32,7 @@ from activations.state import (
     commit_plan,
     mark_planning,
     note_first_plan,
+    row_count,
     write_cursor,
 )
 
@@ -177,8 +178,7 @@ def _write_part(
 ) -> None:
     """Write the outbox rows of one part of the diff (`diff`, with its members' audience `rows`
     and state `prior`), a transaction per chunk."""
-    (total,) = con.execute(f"select count(*) from {diff}").fetchone() or (0,)
-    chunk_rows = plan_chunk_rows(int(total), chunk_rows)
+    chunk_rows = plan_chunk_rows(row_count(con, diff), chunk_rows)
     # The rows to write, numbered into chunks; an open intent for the same row is kept (its
     # key and attempts) instead. This plan's own rows cannot match: one row per member.
     con.execute(

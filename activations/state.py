@@ -243,8 +243,8 @@ def state_rows(con: duckdb.DuckDBPyConnection, sync_name: str) -> int:
     if not state_exists(con, sync_name):
         return 0
     log = state_log_table(sync_name)
-    return _rows(con, state_table(sync_name)) + (
-        _rows(con, log) if state_log_exists(con, sync_name) else 0)
+    return row_count(con, state_table(sync_name)) + (
+        row_count(con, log) if state_log_exists(con, sync_name) else 0)
 
 
 def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
@@ -255,8 +255,9 @@ def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
         return False
 
 
-def _rows(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    row = con.execute(f"select count(*) from {table}").fetchone()
+def row_count(con: duckdb.DuckDBPyConnection, relation: str) -> int:
+    """Rows of a table, or of a relation in SQL (a parenthesised query, a file scan)."""
+    row = con.execute(f"select count(*) from {relation}").fetchone()
     return int(row[0]) if row else 0
 
 
@@ -265,8 +266,8 @@ def compact_state(con: duckdb.DuckDBPyConnection, sync_name: str, force: bool = 
     COMPACT_FRACTION of the base (or `force`); True when it did. One transaction: a crash
     leaves the old base and log, which read the same."""
     base, log = state_table(sync_name), state_log_table(sync_name)
-    logged = _rows(con, log)
-    if not logged or (not force and logged < COMPACT_FRACTION * _rows(con, base)):
+    logged = row_count(con, log)
+    if not logged or (not force and logged < COMPACT_FRACTION * row_count(con, base)):
         return False
     staged = f"{base}__compacted"
     con.execute("begin transaction")
