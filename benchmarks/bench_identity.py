@@ -17,6 +17,11 @@ blocklist seed, then times, in the same process and run:
   It does nothing else: no blocklist, no over-sharing, no user_id limit, no profile ids, so it
   is a lower bound for what any in-memory resolution costs.
 
+- floor (benchmarks/identity_floor.py): the least work any SQL resolution does, on the same
+  staged world, without the rules: fold, hashed star edges, identifiers, ONE label-propagation
+  pass (a lower bound for any connected-components algorithm), identity_map. It bounds from
+  below what the target asks of any SQL design.
+
 ratio = sql seconds / scipy seconds (target: <= 2), wall time. Because the machine is shared,
 the CPU seconds of each side (this process, every DuckDB thread) and their ratio are reported
 too, and the core ratio: int_identity_components + int_identity_clusters (the graph work that
@@ -47,6 +52,7 @@ import pyarrow as pa
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from benchmarks.identity_floor import run_floor
 from headwater.config import Settings
 from headwater.dbt import run_dbt
 from headwater.demo.world import generate_world
@@ -207,12 +213,19 @@ def run(quick: bool) -> list[dict[str, Any]]:
             raise AssertionError(
                 f"components differ: SQL {sql_components}, scipy {int(baseline['components'])}")
 
+        floor, _, _ = _timed(lambda: run_floor(db))
+
     ratio = sql_s / scipy_s
     # the graph-resolution core: edges -> components -> clusters (what scipy's CC stands for)
     core_s = sum(per_model.get(m, 0.0)
                  for m in ("int_identity_components", "int_identity_clusters"))
     models = ", ".join(f"{k.replace('int_identity_', '')} {v:.1f}" for k, v in per_model.items())
     phases = ", ".join(f"{k[:-2]} {v:.2f}" for k, v in baseline.items() if k.endswith("_s"))
+    floor_s = floor.pop("total")
+    floor_steps = ", ".join(f"{k} {v:.1f}" for k, v in floor.items())
+    # the floor with the project's connected components in place of its single pass
+    floor_cc_s = (floor_s - floor["labels (one pass)"]
+                  + per_model.get("int_identity_components", 0.0))
     rows = [
         {"measure": "customers", "value": customers, "detail": "demo world"},
         {"measure": "raw events", "value": events, "detail": f"generated in {gen_s:.0f} s"},
@@ -229,6 +242,14 @@ def run(quick: bool) -> list[dict[str, Any]]:
          "detail": f"target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'NOT met'}"},
         {"measure": "cpu seconds sql / scipy", "value": sql_cpu / scipy_cpu,
          "detail": f"process CPU (all DuckDB threads): sql {sql_cpu:.1f}, scipy {scipy_cpu:.1f}"},
+        {"measure": "floor seconds", "value": floor_s,
+         "detail": f"rule-free lower bound, one label pass (s): {floor_steps}"},
+        {"measure": "ratio floor/scipy", "value": floor_s / scipy_s,
+         "detail": "no SQL resolution does less; what the target leaves for the rules: "
+                   f"{max(TARGET_RATIO * scipy_s - floor_s, 0.0):.1f} s"},
+        {"measure": "ratio floor with components/scipy", "value": floor_cc_s / scipy_s,
+         "detail": "the floor's one pass replaced by int_identity_components "
+                   f"({floor_cc_s:.1f} s)"},
         {"measure": "sql core / scipy", "value": core_s / scipy_s,
          "detail": f"int_identity_components + int_identity_clusters ({core_s:.1f} s: "
                    "edges -> components -> one-user_id split -> profile ids) vs the whole "
