@@ -68,6 +68,52 @@ normalized as (
         {{ headwater.trimmed('previous_id') }} as _previous_id
     from ranked
 
+),
+
+extracted as (
+
+    -- every JSON path read once: the select below reads some of them many times (the phone
+    -- rule reads its number about twenty times)
+    select
+        *,
+        {{ headwater.json_text('context', 'device.id') }} as _device_id,
+        coalesce(
+            {{ headwater.json_text('traits', 'email') }},
+            {{ headwater.json_text('context', 'traits.email') }}
+        ) as _email,
+        coalesce(
+            {{ headwater.json_text('traits', 'phone') }},
+            {{ headwater.json_text('context', 'traits.phone') }}
+        ) as _phone,
+        coalesce(
+            {{ headwater.json_text('traits', 'address.country') }},
+            {{ headwater.json_text('context', 'traits.address.country') }}
+        ) as _country,
+        coalesce(
+            {{ headwater.json_text('traits', 'first_name') }},
+            {{ headwater.json_text('context', 'traits.first_name') }}
+        ) as _first_name,
+        coalesce(
+            {{ headwater.json_text('traits', 'last_name') }},
+            {{ headwater.json_text('context', 'traits.last_name') }}
+        ) as _last_name,
+        {{ headwater.json_text('properties', 'cart_id') }} as _cart_id,
+        {{ headwater.json_text('properties', 'order_id') }} as _order_id,
+        coalesce(
+            {{ headwater.json_number('properties', 'revenue') }},
+            {{ headwater.json_number('properties', 'total') }}
+        ) as _revenue,
+        {{ headwater.json_text('properties', 'currency') }} as _currency,
+        {{ headwater.json_query('properties', 'products') }} as _products
+    from normalized
+
+),
+
+phone_parts as (
+
+    select *, {{ headwater.phone_digits('_phone') }} as _phone_digits
+    from extracted
+
 )
 
 select
@@ -77,26 +123,17 @@ select
     _user_id as user_id,
     _anonymous_id as anonymous_id,
     _previous_id as previous_id,
-    {{ headwater.trimmed(headwater.json_text('context', 'device.id')) }} as device_id,
-    {{ headwater.normalize_email('coalesce(' ~ headwater.json_text('traits', 'email') ~ ', '
-        ~ headwater.json_text('context', 'traits.email') ~ ')') }} as email,
-    {{ headwater.normalize_phone(
-        'coalesce(' ~ headwater.json_text('traits', 'phone') ~ ', '
-            ~ headwater.json_text('context', 'traits.phone') ~ ')',
-        country_expr='coalesce(' ~ headwater.json_text('traits', 'address.country') ~ ', '
-            ~ headwater.json_text('context', 'traits.address.country') ~ ')') }} as phone,
-    {{ headwater.trimmed('coalesce(' ~ headwater.json_text('traits', 'first_name') ~ ', '
-        ~ headwater.json_text('context', 'traits.first_name') ~ ')') }} as first_name,
-    {{ headwater.trimmed('coalesce(' ~ headwater.json_text('traits', 'last_name') ~ ', '
-        ~ headwater.json_text('context', 'traits.last_name') ~ ')') }} as last_name,
-    {{ headwater.trimmed(headwater.json_text('properties', 'cart_id')) }} as cart_id,
-    {{ headwater.trimmed(headwater.json_text('properties', 'order_id')) }} as order_id,
-    coalesce(
-        {{ headwater.json_number('properties', 'revenue') }},
-        {{ headwater.json_number('properties', 'total') }}
-    ) as revenue,
-    upper({{ headwater.trimmed(headwater.json_text('properties', 'currency')) }}) as currency,
-    {{ headwater.json_array('properties', 'products') }} as products,
+    {{ headwater.trimmed('_device_id') }} as device_id,
+    {{ headwater.normalize_email('_email') }} as email,
+    {{ headwater.normalize_phone('_phone', country_expr='_country',
+                                 digits_expr='_phone_digits') }} as phone,
+    {{ headwater.trimmed('_first_name') }} as first_name,
+    {{ headwater.trimmed('_last_name') }} as last_name,
+    {{ headwater.trimmed('_cart_id') }} as cart_id,
+    {{ headwater.trimmed('_order_id') }} as order_id,
+    _revenue as revenue,
+    upper({{ headwater.trimmed('_currency') }}) as currency,
+    {{ headwater.json_array('_products') }} as products,
     properties,
     context,
     {{ headwater.event_timestamp_column() }} as event_at,
@@ -126,4 +163,4 @@ select
     previous_id as raw_previous_id,
     traits as raw_traits,
     received_at as landed_at
-from normalized
+from phone_parts
