@@ -77,26 +77,13 @@ extracted as (
     select
         *,
         {{ headwater.json_text('context', 'device.id') }} as _device_id,
+        {#- a trait is read from traits (identify) or else from context.traits (track, page) #}
+        {%- for trait in ['email', 'phone', 'address.country', 'first_name', 'last_name'] %}
         coalesce(
-            {{ headwater.json_text('traits', 'email') }},
-            {{ headwater.json_text('context', 'traits.email') }}
-        ) as _email,
-        coalesce(
-            {{ headwater.json_text('traits', 'phone') }},
-            {{ headwater.json_text('context', 'traits.phone') }}
-        ) as _phone,
-        coalesce(
-            {{ headwater.json_text('traits', 'address.country') }},
-            {{ headwater.json_text('context', 'traits.address.country') }}
-        ) as _country,
-        coalesce(
-            {{ headwater.json_text('traits', 'first_name') }},
-            {{ headwater.json_text('context', 'traits.first_name') }}
-        ) as _first_name,
-        coalesce(
-            {{ headwater.json_text('traits', 'last_name') }},
-            {{ headwater.json_text('context', 'traits.last_name') }}
-        ) as _last_name,
+            {{ headwater.json_text('traits', trait) }},
+            {{ headwater.json_text('context', 'traits.' ~ trait) }}
+        ) as _{{ 'country' if trait == 'address.country' else trait }},
+        {%- endfor %}
         {{ headwater.json_text('properties', 'cart_id') }} as _cart_id,
         {{ headwater.json_text('properties', 'order_id') }} as _order_id,
         coalesce(
