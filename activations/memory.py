@@ -99,7 +99,7 @@ def release_memory(con: duckdb.DuckDBPyConnection, limit: str | None) -> None:
     if not limit:
         return
     _evict(con, limit)
-    if _checkpoint_due(con):
+    if _checkpoint_large_wals(con):
         _evict(con, limit)
 
 
@@ -112,7 +112,7 @@ def _evict(con: duckdb.DuckDBPyConnection, limit: str) -> None:
         _set_limit(con, limit)
 
 
-def _checkpoint_due(con: duckdb.DuckDBPyConnection) -> bool:
+def _checkpoint_large_wals(con: duckdb.DuckDBPyConnection) -> bool:
     """Checkpoint each database whose WAL is past CHECKPOINT_SHARE of checkpoint_threshold;
     whether any was."""
     threshold = size_bytes(setting(con, "checkpoint_threshold") or "16MiB")

@@ -78,11 +78,13 @@ extracted as (
         *,
         {{ headwater.json_text('context', 'device.id') }} as _device_id,
         {#- a trait is read from traits (identify) or else from context.traits (track, page) #}
-        {%- for trait in ['email', 'phone', 'address.country', 'first_name', 'last_name'] %}
+        {%- for trait, column in [('email', '_email'), ('phone', '_phone'),
+                                  ('address.country', '_country'),
+                                  ('first_name', '_first_name'), ('last_name', '_last_name')] %}
         coalesce(
             {{ headwater.json_text('traits', trait) }},
             {{ headwater.json_text('context', 'traits.' ~ trait) }}
-        ) as _{{ 'country' if trait == 'address.country' else trait }},
+        ) as {{ column }},
         {%- endfor %}
         {{ headwater.json_text('properties', 'cart_id') }} as _cart_id,
         {{ headwater.json_text('properties', 'order_id') }} as _order_id,
